@@ -129,6 +129,19 @@ def save_model(path, model, dataset: Optional[str] = None, step: Optional[int] =
     save_checkpoint(path, model.state_dict(), model.config, metadata)
 
 
+def save_half_precision(source, destination) -> None:
+    """Copy the checkpoint at `source` to `destination` with float32 tensors stored as float16
+    (half the size; loading casts them back). Config and metadata are kept; the metadata
+    records "stored_dtype": "float16"."""
+    checkpoint = load_checkpoint(source)
+    tensors = {name: value.half() if value.dtype == torch.float32 else value
+               for name, value in checkpoint.tensors.items()}
+    too_large = [name for name, value in tensors.items() if value.is_floating_point() and not value.isfinite().all()]
+    if too_large:
+        raise ValueError(f"{source}: tensors overflow float16: {too_large[:5]}")
+    save_checkpoint(destination, tensors, checkpoint.config, {**checkpoint.metadata, "stored_dtype": "float16"})
+
+
 def load_model(path, device="cpu"):
     """Rebuild the `LionModel` saved at `path`, in eval mode on `device`.
 
@@ -151,9 +164,12 @@ def load_model(path, device="cpu"):
     unexpected = sorted(set(checkpoint.tensors) - set(expected))
     if missing or unexpected:
         raise ValueError(f"path {path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    tensors = {}
     for name, value in checkpoint.tensors.items():
         if value.shape != expected[name].shape:
             raise ValueError(f"path {path}: tensor {name} has shape {tuple(value.shape)}, "
                              f"the config needs {tuple(expected[name].shape)}")
-    model.load_state_dict(checkpoint.tensors, assign=True)
+        # Models stored in half precision (save_half_precision) compute in float32.
+        tensors[name] = value.to(expected[name].dtype) if value.is_floating_point() else value
+    model.load_state_dict(tensors, assign=True)
     return model.eval(), checkpoint.metadata

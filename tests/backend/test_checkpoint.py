@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from backend.checkpoint import (load_checkpoint, load_model, read_checkpoint_info, save_checkpoint, save_model)
+from backend.checkpoint import (load_checkpoint, load_model, read_checkpoint_info, save_checkpoint, save_half_precision,
+                                save_model)
 from backend.config import LionConfig, get_config
 from backend.data.normalization import GlobalNormalization
 from backend.models import LionModel
@@ -38,6 +39,35 @@ def test_model_round_trip_gives_identical_outputs(model, tmp_path):
         assert torch.equal(loaded.shape_prior(z, torch.tensor(3)), model.shape_prior(z, torch.tensor(3)))
         assert torch.equal(loaded.point_prior(h, torch.tensor(3), z), model.point_prior(h, torch.tensor(3), z))
     assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_half_precision_copy_loads_as_float32_with_the_rounded_weights(model, tmp_path):
+    save_model(tmp_path / "full.safetensors", model, step=7)
+    save_half_precision(tmp_path / "full.safetensors", tmp_path / "half.safetensors")
+    stored = load_checkpoint(tmp_path / "half.safetensors").tensors
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    half, metadata = load_model(tmp_path / "half.safetensors")
+    assert metadata["stored_dtype"] == "float16" and metadata["step"] == 7
+    assert os.path.getsize(tmp_path / "half.safetensors") < 0.6 * os.path.getsize(tmp_path / "full.safetensors")
+    for name, value in half.state_dict().items():
+        original = model.state_dict()[name]
+        assert value.dtype == original.dtype, name
+        if original.is_floating_point():
+            assert torch.equal(value, original.half().float()), name
+    z = torch.randn(2, 128)
+    h = torch.cat([shapes(2), torch.randn(2, NUM_POINTS, 1)], dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(half.vae.decode(z, h), model.vae.decode(z, h), atol=5e-3)
+
+
+def test_half_precision_refuses_weights_beyond_float16(model, tmp_path):
+    tensors = {name: value.clone() for name, value in model.state_dict().items()}
+    first = next(iter(tensors))
+    tensors[first].view(-1)[0] = 1e6
+    save_checkpoint(tmp_path / "big.safetensors", tensors, model.config, {})
+    with pytest.raises(ValueError, match="overflow float16"):
+        save_half_precision(tmp_path / "big.safetensors", tmp_path / "half.safetensors")
+    assert not os.path.exists(tmp_path / "half.safetensors")
 
 
 def test_model_without_normalization(tmp_path):
