@@ -7,8 +7,10 @@
     python3 build.py test      setup, build, then every test suite
     python3 build.py demo      setup, build, then the main job in headless Blender
     python3 build.py bench     setup, then every benchmark (tables + JSON in bench/results/)
+    python3 build.py train-default   train, evaluate and package the shipped model (models/)
 
-Arguments after the command go to pytest (test) or to the benchmark scripts (bench).
+Arguments after the command go to pytest (test), the benchmark scripts (bench) or the recipe
+(train-default).
 """
 import hashlib
 import json
@@ -187,8 +189,13 @@ def cmd_bench(args):
         sys.exit(f"[build.py] benchmarks failed: {', '.join(failed)}")
 
 
+def cmd_train_default(args):
+    setup()
+    check([BACKEND_PYTHON, os.path.join("scripts", "train_default_model.py"), *args])
+
+
 COMMANDS = {"setup": cmd_setup, "build": cmd_build, "kernels": cmd_kernels, "test": cmd_test,
-            "demo": cmd_demo, "bench": cmd_bench}
+            "demo": cmd_demo, "bench": cmd_bench, "train-default": cmd_train_default}
 
 
 def main(argv):

@@ -23,6 +23,20 @@ DIFFUSION_STEPS = 1000  # T of every LION model (DESIGN.md §4); similarity maps
 BLEND_PROPERTY = "lion_blend"
 VOXEL_SIZE, VOXEL_ORIGIN, VOXEL_RESOLUTION = "lion_voxel_size", "lion_voxel_origin", "lion_voxel_resolution"
 
+# LION models are trained Y-up (ShapeNet's convention, and our procedural data's); Blender is
+# Z-up. The backend works in the frame of the matrix it is sent, so sending
+# matrix_world @ BLENDER_FROM_MODEL shows it an upright object upright: model (x, y, z) is
+# Blender (x, -z, y), i.e. model up (+y) is Blender up (+z), model front (+z) Blender front (-y).
+BLENDER_FROM_MODEL = np.array([[1.0, 0.0, 0.0, 0.0],
+                               [0.0, 0.0, -1.0, 0.0],
+                               [0.0, 1.0, 0.0, 0.0],
+                               [0.0, 0.0, 0.0, 1.0]])
+
+
+def model_frame(matrix_world):
+    """The matrix sent to the backend for an object with `matrix_world`: float64 [4, 4]."""
+    return np.asarray(matrix_world, np.float64) @ BLENDER_FROM_MODEL
+
 
 def tau_from_similarity(similarity):
     """Diffusion step τ (1..T) for a similarity in [0, 1]: 1 keeps the input, 0 starts afresh."""
@@ -140,7 +154,7 @@ def read_shape(obj, depsgraph):
 
 
 def _shape_arrays(vertices, faces, matrix, suffix=""):
-    arrays = {f"vertices{suffix}": vertices, f"matrix{suffix}": matrix}
+    arrays = {f"vertices{suffix}": vertices, f"matrix{suffix}": model_frame(matrix)}
     if len(faces):
         arrays[f"faces{suffix}"] = faces
     return arrays
@@ -274,7 +288,7 @@ def start_regenerate_region(context, settings):
     params = _generation_params(settings)
     if not params.get("model") and obj.get("model"):
         params["model"] = obj["model"]
-    task = Task("regenerate_region", params, {"points": vertices, "keep": keep, "matrix": source.matrix})
+    task = Task("regenerate_region", params, {"points": vertices, "keep": keep, "matrix": model_frame(source.matrix)})
 
     def finish(replies):
         context = bpy.context
@@ -366,7 +380,7 @@ def start_voxel_guided(context, settings):
         centers, size, matrix = guide_voxels(obj, depsgraph, int(settings.resolution))
         sources.append(Source(obj.name, matrix, centers))
         tasks.append(Task("voxel_guided", {**params, "voxel_size": size},
-                          {"voxel_centers": centers, "matrix": matrix}))
+                          {"voxel_centers": centers, "matrix": model_frame(matrix)}))
 
     def finish(replies):
         context = bpy.context

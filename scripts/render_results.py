@@ -125,6 +125,68 @@ def render(bpy, camera, objects, path):
     print(f"Written: {path}")
 
 
+def shown_bounds(objects):
+    """Low and high world corners of the objects' vertices, over all their shape keys (points
+    objects have no evaluated bounding box: their points come from a modifier)."""
+    import numpy as np
+
+    corners = []
+    for obj in objects:
+        keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else [obj.data]
+        for key in keys:
+            items = key.data if hasattr(key, "relative_key") else key.vertices
+            local = np.empty(len(items) * 3, dtype=np.float32)
+            items.foreach_get("co", local)
+            matrix = np.array(obj.matrix_world)
+            corners.append(local.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3])
+    corners = np.concatenate(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def render_tile(bpy, camera, objects, path, size):
+    """Render `objects` alone into a square `size` x `size` PNG, framed from the front, above."""
+    from mathutils import Vector
+
+    shown = set(objects)
+    for obj in bpy.context.scene.objects:
+        if obj.type == "MESH":
+            obj.hide_render = obj not in shown
+    low, high = shown_bounds(objects)
+    center, extent = (low + high) / 2, float((high - low).max())
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = size
+    direction = Vector((0.35, -1.0, 0.5)).normalized()
+    camera.location = Vector(center) + direction * (extent * 4 + 1)
+    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    camera.data.ortho_scale = extent * 1.25
+    camera.data.clip_end = extent * 10 + 10
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+
+
+def compose_sheet(bpy, rows, path, size):
+    """One PNG of square tiles: `rows` is a list of rows of tile PNG paths (None: blank)."""
+    import numpy as np
+
+    columns = max(len(row) for row in rows)
+    sheet = np.ones((len(rows) * size, columns * size, 4), dtype=np.float32)
+    for r, row in enumerate(rows):
+        for c, tile_path in enumerate(row):
+            if tile_path is None:
+                continue
+            image = bpy.data.images.load(tile_path)
+            pixels = np.empty(size * size * 4, dtype=np.float32)
+            image.pixels.foreach_get(pixels)
+            bpy.data.images.remove(image)
+            top = (len(rows) - 1 - r) * size  # Blender's pixel rows start at the bottom
+            sheet[top:top + size, c * size:(c + 1) * size] = pixels.reshape(size, size, 4)
+    image = bpy.data.images.new("contact sheet", columns * size, len(rows) * size, alpha=True)
+    image.pixels.foreach_set(sheet.ravel())
+    image.filepath_raw, image.file_format = path, "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
 def main():
     args = parse_args()
     blender_harness.use_throwaway_user_folder()

@@ -5,6 +5,7 @@ import math
 import bpy
 import numpy as np
 import pytest
+from mathutils import Euler, Matrix
 from conftest import TEST_MODEL, TINY_POINTS
 
 FAST = {"steps": 2, "seed": 3}
@@ -192,3 +193,15 @@ def test_reconstruct_turns_a_point_result_into_a_mesh_beside_it(scene):
     mesh_center = (mesh_world.min(axis=0) + mesh_world.max(axis=0)) / 2
     points_center = (points_world.min(axis=0) + points_world.max(axis=0)) / 2
     assert np.allclose(mesh_center - offset, points_center, atol=0.1 * extent), "the mesh wraps the points, moved beside"
+
+
+def test_the_backend_sees_blender_up_as_the_models_up(lion):
+    """LION models are Y-up, Blender is Z-up: an object's local up must reach the backend as
+    the model's +Y, whatever the object's own rotation, and its front (-Y) as the model's +Z."""
+    world = np.array(Matrix.LocRotScale((1.0, 2.0, 3.0), Euler((0.3, -0.2, 1.1)), (2.0, 2.0, 2.0)))
+    sent = lion.actions.model_frame(world)
+    model_from_world = np.linalg.inv(sent)
+    local_up, local_front = world @ (0, 0, 1, 0), world @ (0, -1, 0, 0)
+    assert np.allclose(model_from_world @ local_up, (0, 1, 0, 0))
+    assert np.allclose(model_from_world @ local_front, (0, 0, 1, 0))
+    assert np.isclose(np.linalg.det(sent[:3, :3]), np.linalg.det(world[:3, :3]))  # a rotation, no mirror
