@@ -63,6 +63,14 @@ class ShapeFrame:
             raise GeometryError("the shape has no size: all its points coincide")
         return cls((low + high) / 2, half_extent, float(model_half_extent), matrix)
 
+    @classmethod
+    def placed(cls, center, half_extent, model_half_extent, matrix=None):
+        """The frame of a new shape: centred at `center` with longest half-extent `half_extent`
+        in the frame of `matrix` (None: world), e.g. to stand a Y-up model's shapes upright in
+        a Z-up scene."""
+        return cls(np.asarray(center, np.float64), float(half_extent), float(model_half_extent),
+                   None if matrix is None else _validate_matrix(matrix))
+
     def world_to_local(self, points):
         points = np.asarray(points, np.float64)
         return _apply(np.linalg.inv(self.matrix), points) if self.matrix is not None else points

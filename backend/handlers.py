@@ -215,9 +215,10 @@ def load_model(params, arrays, context):
 
 
 def sample(params, arrays, context):
-    """`count` new shapes placed at `center` with longest half-extent `size`."""
+    """`count` new shapes placed at `center` with longest half-extent `size`, in the frame of
+    the optional `matrix` array."""
     from backend import pipelines
-    from backend.geometry import ShapeFrame
+    from backend.geometry import GeometryError, ShapeFrame
 
     name, model, metadata = _load(params)
     settings = _settings(params, model.config.diffusion.num_steps)
@@ -226,7 +227,10 @@ def sample(params, arrays, context):
     if center.shape != (3,) or not np.isfinite(center).all():
         raise RequestError(f"center must be three finite numbers, got {params.get('center')!r}")
     size = _number(params, "size", 1.0, 1e-6, 1e6)
-    frame = ShapeFrame(center, size, _model_half_extent(metadata))
+    try:
+        frame = ShapeFrame.placed(center, size, _model_half_extent(metadata), arrays.get("matrix"))
+    except GeometryError as exc:
+        raise RequestError(str(exc)) from None
     points = pipelines.sample(model, count, _generator(params), settings, _progress(context))
     header, arrays_out = _results(params, frame.to_world(points.cpu().numpy()), context)
     return {**header, **_generation_header(name, params, settings), "count": count}, arrays_out

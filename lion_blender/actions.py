@@ -166,9 +166,9 @@ def start_generate(context, settings):
     """`settings.count` fresh shapes at the 3D cursor, `settings.size` half-extent each."""
     size = float(settings.size)
     cursor = np.array(context.scene.cursor.location, dtype=np.float64)
-    params = {**_generation_params(settings), "count": int(settings.count), "center": cursor.tolist(),
-              "size": size}
+    params = {**_generation_params(settings), "count": int(settings.count), "size": size}
     source = Source("LION Sample", _translation(cursor), np.array([[-size] * 3, [size] * 3]))
+    arrays = {"matrix": model_frame(_translation(cursor))}  # upright, at the cursor
 
     def finish(replies):
         context = bpy.context
@@ -178,7 +178,7 @@ def start_generate(context, settings):
         _select_only(context, created)
         return f"Generated {len(created)} shape(s)"
 
-    return _start("Generate", context, [Task("sample", params)], finish)
+    return _start("Generate", context, [Task("sample", params, arrays)], finish)
 
 
 def start_variations(context, settings):

@@ -10,6 +10,7 @@ source (a primitive, or a mesh file), runs the add-on's own Generate Variations 
 writes overview.png (source and results side by side), source.png and result_<k>.png.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -161,7 +162,22 @@ def render_tile(bpy, camera, objects, path, size):
     camera.data.ortho_scale = extent * 1.25
     camera.data.clip_end = extent * 10 + 10
     scene.render.filepath = path
-    bpy.ops.render.render(write_still=True)
+    with quiet_stdout():
+        bpy.ops.render.render(write_still=True)
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence Blender's per-sample render log (written by C code straight to fd 1)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def compose_sheet(bpy, rows, path, size):

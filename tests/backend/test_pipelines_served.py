@@ -69,9 +69,10 @@ def ok(server, request, arrays=None):
     return events, header, out
 
 
-def test_hello_lists_the_model(server):
+def test_hello_lists_the_models_in_search_order(server):
     _, header, _ = ok(server, {"id": 1, "op": "hello"})
-    assert [m["name"] for m in header["models"]] == ["untrained"]
+    # LION_MODEL_DIRS first (so its model is the default for requests), then the bundled one.
+    assert [m["name"] for m in header["models"]] == ["untrained", "default"]
 
 
 def test_sample_places_shapes_at_the_requested_center_and_size(server):
@@ -81,6 +82,17 @@ def test_sample_places_shapes_at_the_requested_center_and_size(server):
     assert header["model"] == "untrained" and header["steps"] == 3
     assert events and events[-1]["step"] == events[-1]["total"]
     assert {e["stage"] for e in events} == {"shape latent", "latent points"}
+
+
+def test_sample_in_a_frame_is_the_plain_sample_moved_into_it(server):
+    request = {"op": "sample", "count": 1, "steps": 2, "seed": 4, "center": [1.0, 2.0, 3.0], "size": 0.5}
+    _, _, plain = ok(server, {**request, "id": 20})
+    turn = np.array([[1, 0, 0, 10], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float64)  # Y-up to Z-up, moved
+    _, _, framed = ok(server, {**request, "id": 21}, {"matrix": turn})
+    expected = plain["points"] @ turn[:3, :3].T + turn[:3, 3]
+    np.testing.assert_allclose(framed["points"], expected, atol=1e-5)
+    events, header, _ = run(server, {**request, "id": 22}, {"matrix": np.zeros((4, 4))})
+    assert header["type"] == "error" and "singular" in header["message"]
 
 
 def test_variations_are_reproducible_and_differ_by_seed(server):
