@@ -183,21 +183,38 @@ def _results(params, points_world, context, extra=None):
     if output == "mesh":
         for index, points in enumerate(points_world):
             context.progress(index, len(points_world), "reconstructing meshes")
-            vertices, faces = _reconstruct_points(points, params)
+            vertices, faces, normals = _reconstruct_points(points, params)
             arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = vertices, faces
+        extra = {**(extra or {}), "normals": normals}
     header = {"output": output, **(extra or {})}
     return header, arrays
 
 
+def _sap_network(params):
+    """The model's Shape As Points network, or None (estimated normals): param "normals" is
+    "auto" (the network where the model ships one), "network" or "estimated"."""
+    choice = _choice(params, "normals", "auto", ("auto", "network", "estimated"))
+    path = None if choice == "estimated" else model_store.sap_network_path(params.get("model"))
+    if path is None:
+        if choice == "network":
+            raise RequestError("this model ships no Shape As Points network; use normals 'auto' or 'estimated'")
+        return None
+    if "sap" not in _runtime:
+        _runtime["sap"] = model_store.SapNetworkCache(_device())
+    return _runtime["sap"].get(path)
+
+
 def _reconstruct_points(points, params):
+    """(vertices float32 [V, 3], faces int32 [F, 3], "network" or "estimated")."""
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
     resolution = _integer(params, "resolution", 128, 32, 256)
+    network = _sap_network(params)
     try:
-        mesh = reconstruct_mesh(points, resolution=resolution, device=_device())
+        mesh = reconstruct_mesh(points, network=network, resolution=resolution, device=_device())
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32)
+    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
 
 
 def _generation_header(name, params, settings):
@@ -332,8 +349,9 @@ def reconstruct(params, arrays, context):
     if points is None:
         raise RequestError("reconstruct needs the array 'points' (float [P, 3])")
     context.progress(0, 1, "reconstructing mesh")
-    vertices, faces = _reconstruct_points(points, params)
-    return {"vertex_count": len(vertices), "face_count": len(faces)}, {"vertices": vertices, "faces": faces}
+    vertices, faces, normals = _reconstruct_points(points, params)
+    return ({"vertex_count": len(vertices), "face_count": len(faces), "normals": normals},
+            {"vertices": vertices, "faces": faces})
 
 
 OPS = {

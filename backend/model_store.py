@@ -6,6 +6,7 @@ log = logging.getLogger("lion.models")
 
 BUNDLED_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 MODEL_SUFFIX = ".safetensors"
+SAP_NETWORK_SUFFIX = "-sap.safetensors"  # beside model NAME.safetensors: its Shape As Points network
 
 
 def model_folders():
@@ -53,6 +54,36 @@ def resolve_model(name):
         if model["name"] == name:
             return model
     raise ValueError(f"Unknown model {name!r}; available: {', '.join(m['name'] for m in models)}")
+
+
+def sap_network_path(name):
+    """The Shape As Points network shipped beside model `name` (None: the default model), or
+    None when that model has none or no model is installed: reconstruction then estimates
+    normals instead."""
+    try:
+        record = resolve_model(name)
+    except ValueError:
+        return None
+    path = record["path"][: -len(MODEL_SUFFIX)] + SAP_NETWORK_SUFFIX
+    return path if os.path.isfile(path) else None
+
+
+class SapNetworkCache:
+    """Keeps the last used Shape As Points network on its device."""
+
+    def __init__(self, device):
+        self.device = device
+        self._key = None
+        self._network = None
+
+    def get(self, path):
+        from backend.sap.network import load_network
+
+        key = (path, os.path.getmtime(path))
+        if key != self._key:
+            log.info("loading Shape As Points network %s onto %s", path, self.device)
+            self._network, self._key = load_network(path, self.device), key
+        return self._network
 
 
 class ModelCache:

@@ -42,10 +42,12 @@ def server(tmp_path_factory):
     from backend.config import get_config
     from backend.data.normalization import ShapeBoxNormalization
     from backend.models import LionModel
+    from backend.sap.network import PointsToOrientedPoints, save_network
 
     models = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     save_model(str(models / "untrained.safetensors"), LionModel(get_config("tiny"), ShapeBoxNormalization()))
+    save_network(PointsToOrientedPoints(), str(models / "untrained-sap.safetensors"))  # its SAP network
     process = ServerProcess(tmp_path_factory.mktemp("work"), {"LION_MODEL_DIRS": str(models),
                                                               "OMP_NUM_THREADS": "1"})
     yield process
@@ -162,10 +164,23 @@ def test_reconstruct_returns_a_closed_mesh_in_the_points_frame(server):
     rng = np.random.default_rng(0)
     directions = rng.standard_normal((3000, 3))
     points = (directions / np.linalg.norm(directions, axis=1, keepdims=True) * 2.0 + [5, 5, 5]).astype(np.float32)
-    _, header, out = ok(server, {"id": 13, "op": "reconstruct", "resolution": 64}, {"points": points})
+    request = {"id": 13, "op": "reconstruct", "resolution": 64, "normals": "estimated"}
+    _, header, out = ok(server, request, {"points": points})
     assert out["faces"].dtype == np.int32 and len(out["faces"]) == header["face_count"] > 100
+    assert header["normals"] == "estimated"
     radii = np.linalg.norm(out["vertices"] - 5.0, axis=1)
     assert abs(radii.mean() - 2.0) < 0.1
+
+
+def test_reconstruct_uses_the_network_shipped_beside_the_model(server):
+    points = np.random.default_rng(1).standard_normal((500, 3)).astype(np.float32)
+    _, header, out = ok(server, {"id": 30, "op": "reconstruct", "resolution": 32}, {"points": points})
+    assert header["normals"] == "network" and len(out["faces"]) == header["face_count"]
+    _, header, _ = ok(server, {"id": 31, "op": "reconstruct", "resolution": 32, "normals": "estimated"},
+                      {"points": points})
+    assert header["normals"] == "estimated"
+    _, header, _ = run(server, {"id": 32, "op": "reconstruct", "normals": "magic"}, {"points": points})
+    assert header["type"] == "error" and "normals" in header["message"]
 
 
 def test_output_mesh_reconstructs_every_result(server):

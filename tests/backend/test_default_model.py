@@ -1,0 +1,98 @@
+"""The shipped default model (models/default.safetensors): found without configuration, and
+good at the artist's jobs. These are quality checks on the trained weights, on held-out
+procedural shapes (seeds the training set never saw):
+
+- variations of a shape stay of its category (nearest training shape by Chamfer distance);
+- interpolation starts at A and ends at B within the model's own reconstruction error, and
+  moves between them in even steps, without jumps.
+"""
+import os
+
+import pytest
+import torch
+
+from backend.checkpoint import load_model
+from backend.data.datasets import ProceduralDataset
+from backend.data.procedural import CATEGORIES
+from backend.metrics import chamfer_distance
+from backend.model_store import BUNDLED_MODELS_DIR, list_models
+from backend.pipelines import SamplerSettings, interpolate, variations
+
+DEFAULT_MODEL = os.path.join(BUNDLED_MODELS_DIR, "default.safetensors")
+HELD_OUT_SEED = 200_000  # far from the training seeds (0..99) and the model card's evaluation set
+FAST = SamplerSettings(steps=25)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    model, _ = load_model(DEFAULT_MODEL)
+    return model
+
+
+def held_out(model, categories, count=1, first_seed=HELD_OUT_SEED):
+    """Normalized points [len(categories) * count, N, 3], category order repeating."""
+    dataset = ProceduralDataset(categories, shapes_per_category=count, first_seed=first_seed,
+                                normalization=model.normalization, subsample="first")
+    return torch.stack([dataset[i] for i in range(len(dataset))])
+
+
+def chamfer(a, b):
+    """Chamfer distance between two clouds [N, 3]: a float."""
+    return chamfer_distance(a[None], b[None]).item()
+
+
+def test_the_default_model_is_found_without_configuration(monkeypatch):
+    monkeypatch.delenv("LION_MODEL_DIRS", raising=False)
+    assert list_models()[0] == {"name": "default", "path": DEFAULT_MODEL}
+    card = os.path.join(BUNDLED_MODELS_DIR, "default.md")
+    assert os.path.isfile(card) and "1-NNA-CD" in open(card).read()
+
+
+def test_the_default_model_carries_every_part(model):
+    _, metadata = load_model(DEFAULT_MODEL)
+    assert model.voxel_encoder is not None and metadata["voxel_encoder"]
+    assert metadata["stored_dtype"] == "float16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert os.path.isfile(os.path.join(BUNDLED_MODELS_DIR, "default-sap.safetensors"))
+
+
+@torch.no_grad()
+def test_variations_stay_in_the_category_of_their_source(model):
+    """Each category's held-out shape, varied at the add-on's default similarity: the nearest of
+    a few training shapes per category is, for most variations, of the source's category."""
+    sources = held_out(model, CATEGORIES)
+    references = held_out(model, CATEGORIES, count=4, first_seed=0)  # training shapes
+    reference_categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(len(references))]
+    generator = torch.Generator().manual_seed(0)
+    right, total = 0, 0
+    for category, source in zip(CATEGORIES, sources):
+        made = variations(model, source, 3, tau=300, generator=generator, settings=FAST)
+        for shape in made:
+            distances = chamfer_distance(shape[None].expand(len(references), -1, -1), references)
+            right += reference_categories[int(distances.argmin())] == category
+            total += 1
+    assert right >= 0.75 * total, f"only {right} of {total} variations kept their source's category"
+
+
+@torch.no_grad()
+def test_interpolation_starts_at_a_ends_at_b_and_moves_evenly(model):
+    chair, table = held_out(model, ["chair", "table"])
+    frames = interpolate(model, chair, table, 6, FAST)
+    encoding = model.vae.encode(torch.stack([chair, table]), sample=False)
+    reconstructed = model.vae.decode(encoding.shape_latent, encoding.latent_points)
+    error_a = chamfer(reconstructed[0], chair)
+    error_b = chamfer(reconstructed[1], table)
+    apart = chamfer(chair, table)
+    # The ends: within a few times the VAE's own reconstruction error, far below A-to-B.
+    assert chamfer(frames[0], chair) <= 3 * error_a + 0.02 * apart
+    assert chamfer(frames[-1], table) <= 3 * error_b + 0.02 * apart
+    # Between: distance to A grows and distance to B shrinks, frame by frame.
+    to_a = [chamfer(frame, chair) for frame in frames]
+    to_b = [chamfer(frame, table) for frame in frames]
+    assert to_a[-1] > 0.5 * apart and to_b[0] > 0.5 * apart
+    assert sum(b > a for a, b in zip(to_a, to_a[1:])) >= len(frames) - 2
+    assert sum(b < a for a, b in zip(to_b, to_b[1:])) >= len(frames) - 2
+    # Points keep their index: each step moves the points by a similar amount, no jump.
+    steps = (frames[1:] - frames[:-1]).norm(dim=-1).mean(dim=-1)
+    assert steps.max() <= 3 * steps.mean(), f"uneven steps {steps.tolist()}"
