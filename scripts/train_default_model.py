@@ -45,13 +45,15 @@ def stages(runs):
         ("vae", ["vae", "--config", "tiny", *DATA, "--out", vae, "--steps", "3000", "--batch-size", "8",
                  "--checkpoint-every", "500", "--kl-max", "0.01", "--kl-anneal-portion", "0.3"],
          os.path.join(vae, model)),
-        ("prior", ["prior", "--vae", os.path.join(vae, model), *DATA, "--out", prior, "--steps", "4000",
+        ("prior", ["prior", "--vae", os.path.join(vae, model), *DATA, "--out", prior, "--steps", "7000",
                    "--batch-size", "8", "--checkpoint-every", "500", "--ema", "0.999"],
          os.path.join(prior, model)),
-        ("voxel_encoder", ["voxel-encoder", "--model", os.path.join(prior, model), *DATA, "--out", voxel,
-                           "--steps", "800", "--batch-size", "8", "--checkpoint-every", "200"],
+        # Fine-tunes copies of the VAE's encoders only, so it starts from the VAE (and may run
+        # beside the prior stage); packaging joins its voxel encoder to the trained priors.
+        ("voxel_encoder", ["voxel-encoder", "--model", os.path.join(vae, model), *DATA, "--out", voxel,
+                           "--steps", "300", "--batch-size", "8", "--checkpoint-every", "100"],
          os.path.join(voxel, model)),
-        ("sap", ["sap", *DATA, "--out", sap, "--steps", "400", "--batch-size", "4", "--resolution", "64",
+        ("sap", ["sap", *DATA, "--out", sap, "--steps", "200", "--batch-size", "4", "--resolution", "64",
                  "--checkpoint-every", "100"],
          os.path.join(sap, "sap.safetensors")),
     ]
@@ -173,6 +175,28 @@ def stage_summary(runs):
     return summary
 
 
+def join_priors_and_voxel_encoder(prior_model, voxel_model, destination):
+    """One model: the VAE and voxel encoder of `voxel_model`, the priors of `prior_model` (both
+    runs start from the same VAE, which neither changes; checked)."""
+    import torch
+
+    from backend.checkpoint import load_checkpoint, save_checkpoint
+
+    priors, voxel = load_checkpoint(prior_model), load_checkpoint(voxel_model)
+    if priors.config != voxel.config:
+        raise ValueError(f"{prior_model} and {voxel_model} have different configs")
+    for name, value in priors.tensors.items():
+        if name.startswith("vae.") and not torch.equal(value, voxel.tensors[name]):
+            raise ValueError(f"{prior_model} and {voxel_model} hold different VAEs ({name})")
+    tensors = dict(voxel.tensors)
+    tensors.update({name: value for name, value in priors.tensors.items()
+                    if name.startswith(("shape_prior.", "point_prior."))})
+    metadata = {**voxel.metadata, "stage": "joined", "prior_step": priors.metadata.get("step"),
+                "voxel_encoder_step": voxel.metadata.get("step"),
+                "trained_parts": ["vae", "shape_prior", "point_prior", "voxel_encoder"]}
+    save_checkpoint(destination, tensors, voxel.config, metadata)
+
+
 def package(runs, models_dir, device):
     """Write the shipped files into `models_dir`; returns the model card's facts."""
     import torch
@@ -181,8 +205,9 @@ def package(runs, models_dir, device):
     from backend.checkpoint import load_model, save_half_precision
     from backend.sap.network import load_network
 
-    final = stages(runs)[2][2]  # the voxel-encoder run's model: VAE, priors and voxel encoder
     os.makedirs(models_dir, exist_ok=True)
+    final = os.path.join(runs, "joined.safetensors")
+    join_priors_and_voxel_encoder(stages(runs)[1][2], stages(runs)[2][2], final)
     model_path = os.path.join(models_dir, f"{MODEL_NAME}.safetensors")
     save_half_precision(final, model_path)
     sap_path = os.path.join(models_dir, f"{MODEL_NAME}-sap.safetensors")
