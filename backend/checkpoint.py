@@ -36,6 +36,12 @@ class Checkpoint:
     metadata: dict
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: LionConfig,
                     metadata: Optional[dict] = None) -> None:
     """Write `tensors` (name -> tensor of any shape/dtype) with `config` and JSON-able `metadata`."""
@@ -62,6 +68,7 @@ def save_checkpoint(path, tensors: Dict[str, torch.Tensor], config: LionConfig,
     os.close(handle)
     try:
         save_file(payload, temporary, metadata=header)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is for sharing
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
