@@ -200,7 +200,7 @@ def _sap_network(params):
             raise RequestError("this model ships no Shape As Points network; use normals 'auto' or 'estimated'")
         return None
     if "sap" not in _runtime:
-        _runtime["sap"] = model_store.SapNetworkCache(_device())
+        _runtime["sap"] = model_store.sap_network_cache(_device())
     return _runtime["sap"].get(path)
 
 

@@ -68,41 +68,50 @@ def sap_network_path(name):
     return path if os.path.isfile(path) else None
 
 
-class SapNetworkCache:
-    """Keeps the last used Shape As Points network on its device."""
+class LastLoaded:
+    """Keeps the last thing loaded from a file on `device`: another path, or the same file
+    changed on disk (a retrained model), loads afresh after dropping the old one (memory is
+    finite). load(path, device) does the loading; `what` names it in the log."""
 
-    def __init__(self, device):
-        self.device = device
+    def __init__(self, device, load, what):
+        self.device, self._load, self._what = device, load, what
         self._key = None
-        self._network = None
+        self._value = None
 
     def get(self, path):
-        from backend.sap.network import load_network
-
         key = (path, os.path.getmtime(path))
         if key != self._key:
-            log.info("loading Shape As Points network %s onto %s", path, self.device)
-            self._network, self._key = load_network(path, self.device), key
-        return self._network
+            self._value = None
+            log.info("loading %s %s onto %s", self._what, path, self.device)
+            self._value, self._key = self._load(path, self.device), key
+        return self._value
+
+
+def _load_model(path, device):
+    from backend.checkpoint import load_model
+
+    return load_model(path, device)
+
+
+def _load_sap_network(path, device):
+    from backend.sap.network import load_network
+
+    return load_network(path, device)
+
+
+def sap_network_cache(device):
+    """The last used Shape As Points network, by path."""
+    return LastLoaded(device, _load_sap_network, "Shape As Points network")
 
 
 class ModelCache:
-    """Keeps the last used model on its device; loading another replaces it (memory is finite)."""
+    """The last used LION model, by name."""
 
     def __init__(self, device):
-        self.device = device
-        self._key = None
-        self._entry = None
+        self._files = LastLoaded(device, _load_model, "model")
 
     def get(self, name):
         """(model name, LionModel in eval mode, metadata) for `name` (None: the default model)."""
-        from backend.checkpoint import load_model
-
         record = resolve_model(name)
-        key = (record["path"], os.path.getmtime(record["path"]))  # a retrained file is reloaded
-        if key != self._key:
-            self._entry = None  # free the old model before loading the new one
-            log.info("loading model %s from %s onto %s", record["name"], record["path"], self.device)
-            model, metadata = load_model(record["path"], self.device)
-            self._key, self._entry = key, (record["name"], model, metadata)
-        return self._entry
+        model, metadata = self._files.get(record["path"])
+        return record["name"], model, metadata
