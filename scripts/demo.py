@@ -151,7 +151,7 @@ def main_job(bpy, addon, args, out):
 
     def tile(name, objects):
         path = os.path.join(tiles, f"{name}.png")
-        render_results.render_tile(bpy, camera, objects, path, args.tile)
+        render_results.render(bpy, camera, objects, path, size=args.tile)
         return path
 
     rows = [[tile("chair", [chair])] + [tile(f"variation_{k + 1}", [obj]) for k, obj in enumerate(variations)]]

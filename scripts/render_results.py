@@ -89,43 +89,6 @@ def setup_render(bpy, size, samples):
     return camera
 
 
-def world_bounds(obj):
-    """Low and high corners of the object's vertices in world space (results: their points)."""
-    import numpy as np
-
-    local = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
-    obj.data.vertices.foreach_get("co", local)
-    matrix = np.array(obj.matrix_world)
-    world = local.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
-    return world.min(axis=0), world.max(axis=0)
-
-
-def render(bpy, camera, objects, path):
-    """Frame `objects` from the front, slightly above, and render them alone to `path`."""
-    import numpy as np
-    from mathutils import Vector
-
-    shown = set(objects)
-    for obj in bpy.context.scene.objects:
-        if obj.type == "MESH":
-            obj.hide_render = obj not in shown
-    bounds = [world_bounds(obj) for obj in objects]
-    low = np.min([b[0] for b in bounds], axis=0)
-    high = np.max([b[1] for b in bounds], axis=0)
-    center, extent = (low + high) / 2, high - low
-    scene = bpy.context.scene
-    scene.render.resolution_x = int(scene.render.resolution_y * max(1.0, min(4.0, extent[0] / max(extent[2], 1e-6))))
-    direction = Vector((0.0, -1.0, 0.45)).normalized()
-    camera.location = Vector(center) + direction * float(extent.max() * 4 + 1)
-    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
-    aspect = scene.render.resolution_x / scene.render.resolution_y
-    camera.data.ortho_scale = float(max(extent[0], extent[2] * aspect) * 1.15)
-    camera.data.clip_end = float(extent.max() * 10 + 10)
-    scene.render.filepath = path
-    bpy.ops.render.render(write_still=True)
-    print(f"Written: {path}")
-
-
 def shown_bounds(objects):
     """Low and high world corners of the objects' vertices, over all their shape keys (points
     objects have no evaluated bounding box: their points come from a modifier)."""
@@ -133,19 +96,21 @@ def shown_bounds(objects):
 
     corners = []
     for obj in objects:
-        keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else [obj.data]
-        for key in keys:
-            items = key.data if hasattr(key, "relative_key") else key.vertices
+        shape_keys = obj.data.shape_keys
+        coordinate_sets = [key.data for key in shape_keys.key_blocks] if shape_keys else [obj.data.vertices]
+        matrix = np.array(obj.matrix_world)
+        for items in coordinate_sets:
             local = np.empty(len(items) * 3, dtype=np.float32)
             items.foreach_get("co", local)
-            matrix = np.array(obj.matrix_world)
             corners.append(local.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3])
     corners = np.concatenate(corners)
     return corners.min(axis=0), corners.max(axis=0)
 
 
-def render_tile(bpy, camera, objects, path, size):
-    """Render `objects` alone into a square `size` x `size` PNG, framed from the front, above."""
+def render(bpy, camera, objects, path, size=None):
+    """Render `objects` alone to `path`, framed from the front and above. `size` None keeps the
+    scene's image height and widens the image to fit a row of objects; a number renders a
+    square size x size tile."""
     from mathutils import Vector
 
     shown = set(objects)
@@ -153,17 +118,25 @@ def render_tile(bpy, camera, objects, path, size):
         if obj.type == "MESH":
             obj.hide_render = obj not in shown
     low, high = shown_bounds(objects)
-    center, extent = (low + high) / 2, float((high - low).max())
-    scene = bpy.context.scene
-    scene.render.resolution_x = scene.render.resolution_y = size
-    direction = Vector((0.35, -1.0, 0.5)).normalized()
-    camera.location = Vector(center) + direction * (extent * 4 + 1)
+    center, extent = (low + high) / 2, high - low
+    render_settings = bpy.context.scene.render
+    if size is None:
+        render_settings.resolution_x = int(render_settings.resolution_y
+                                           * max(1.0, min(4.0, extent[0] / max(extent[2], 1e-6))))
+        direction = Vector((0.0, -1.0, 0.45)).normalized()
+        aspect = render_settings.resolution_x / render_settings.resolution_y
+        camera.data.ortho_scale = float(max(extent[0], extent[2] * aspect) * 1.15)
+    else:
+        render_settings.resolution_x = render_settings.resolution_y = size
+        direction = Vector((0.35, -1.0, 0.5)).normalized()
+        camera.data.ortho_scale = float(extent.max() * 1.25)
+    camera.location = Vector(center) + direction * float(extent.max() * 4 + 1)
     camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
-    camera.data.ortho_scale = extent * 1.25
-    camera.data.clip_end = extent * 10 + 10
-    scene.render.filepath = path
+    camera.data.clip_end = float(extent.max() * 10 + 10)
+    render_settings.filepath = path
     with quiet_stdout():
         bpy.ops.render.render(write_still=True)
+    print(f"Written: {path}")
 
 
 @contextlib.contextmanager

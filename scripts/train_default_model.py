@@ -89,17 +89,14 @@ def _finished(run_dir, arguments):
     return last >= steps
 
 
-def evaluate(model_path, out_dir, device):
+def evaluate(model, out_dir):
     """Sample as many shapes as the held-out set has, and compare: the metrics dict."""
     import torch
 
-    from backend.checkpoint import load_model
     from backend.data.datasets import ProceduralDataset
     from backend.pipelines import SamplerSettings, sample
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, _ = load_model(model_path, device)
+    device = next(model.parameters()).device
     held_out = ProceduralDataset(shapes_per_category=HELD_OUT_PER_CATEGORY, first_seed=HELD_OUT_FIRST_SEED,
                                  normalization=model.normalization, subsample="first")
     reference, center, scale = held_out.evaluation_arrays()
@@ -120,61 +117,59 @@ def evaluate(model_path, out_dir, device):
     subprocess.run([sys.executable, "-m", "backend.evaluate", "--generated", os.path.join(out_dir, "generated.npy"),
                     "--reference", os.path.join(out_dir, "reference.npy"),
                     "--reference-stats", os.path.join(out_dir, "reference_stats.npz"),
-                    "--emd", "none", "--device", device, "--out", metrics_path],
+                    "--emd", "none", "--device", str(device), "--out", metrics_path],
                    cwd=ROOT, check=True)
     with open(metrics_path) as f:
         return json.load(f)
 
 
-def evaluate_reconstruction(model_path, network_path, shapes_per_category=2):
+def evaluate_reconstruction(model, network_path, shapes_per_category=2):
     """Chamfer-L1 (mean of both directions, over the bounding-box diagonal) between meshes made
     from the model's own decoded points of held-out shapes and the shapes' dense points, for the
     network and for the fallback (estimated normals): {"network": ..., "estimated normals": ...}."""
     import torch
     import trimesh
 
-    from backend.checkpoint import load_model
     from backend.data.procedural import CATEGORIES, sample_shape_points
     from backend.sap.network import load_network
     from backend.sap.reconstruct import reconstruct
 
-    model, _ = load_model(model_path)
-    network = load_network(network_path)
+    device = next(model.parameters()).device
+    network = load_network(network_path, device)
     errors = {"network": [], "estimated normals": []}
     for category in CATEGORIES:
         for seed in range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + shapes_per_category):
             dense = sample_shape_points(category, seed, 10000)
             normalized = model.normalization.normalize(torch.from_numpy(dense[np.random.default_rng(seed).choice(
-                len(dense), model.config.vae.num_points, replace=False)])[None].float())
+                len(dense), model.config.vae.num_points, replace=False)])[None].float()).to(device)
             with torch.no_grad():
                 encoding = model.vae.encode(normalized, sample=False)
                 decoded = model.normalization.denormalize(model.vae.decode(encoding.shape_latent, encoding.latent_points))
             diagonal = float(np.linalg.norm(dense.max(axis=0) - dense.min(axis=0)))
             for name, net in (("network", network), ("estimated normals", None)):
-                mesh = reconstruct(decoded[0].numpy(), network=net, resolution=128)
+                mesh = reconstruct(decoded[0].cpu().numpy(), network=net, resolution=128)
                 surface = trimesh.sample.sample_surface(mesh, 10000, seed=0)[0]
                 errors[name].append(_chamfer_l1(surface, dense) / diagonal)
     return {name: float(np.mean(values)) for name, values in errors.items()}
 
 
-def inversion_round_trip(model_path, steps=EVALUATION_STEPS):
+def inversion_round_trip(model, steps=EVALUATION_STEPS):
     """How well DDIM inversion then sampling gives back the latents of two held-out shapes (what
     interpolation rests on): mean absolute error of z0 and of the latent points, in units of
     the latents' own standard deviation."""
     import torch
 
     from backend import diffusion
-    from backend.checkpoint import load_model
     from backend.data.datasets import ProceduralDataset
     from backend.pipelines import schedule_of
 
-    model, _ = load_model(model_path)
     shapes = ProceduralDataset(["chair", "table"], shapes_per_category=1, first_seed=HELD_OUT_FIRST_SEED,
                                normalization=model.normalization, subsample="first")
     schedule = schedule_of(model)
     sampling_steps = diffusion.sampling_steps(schedule, steps, "uniform")
     with torch.no_grad():
-        encoding = model.vae.encode(torch.stack([shapes[0], shapes[1]]), sample=False)
+        device = next(model.parameters()).device
+        encoding = model.vae.encode(torch.stack([shapes[0], shapes[1]]).to(device), sample=False)
         z, h = encoding.shape_latent, encoding.latent_points
         points_prior = lambda x, t: model.point_prior(x, t, z)  # noqa: E731
         z_back = diffusion.ddim_sample(schedule, model.shape_prior,
@@ -236,32 +231,33 @@ def package(runs, models_dir, device):
 
     torch.set_num_threads(os.cpu_count() or 1)
     from backend.checkpoint import load_model, save_half_precision
-    from backend.sap.network import load_network
 
+    products = {name: product for name, _, product in stages(runs)}
     os.makedirs(models_dir, exist_ok=True)
     final = os.path.join(runs, "joined.safetensors")
-    join_priors_and_voxel_encoder(stages(runs)[1][2], stages(runs)[2][2], final)
+    join_priors_and_voxel_encoder(products["prior"], products["voxel_encoder"], final)
     model_path = os.path.join(models_dir, f"{MODEL_NAME}.safetensors")
     save_half_precision(final, model_path)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, metadata = load_model(model_path, device)
+    full, _ = load_model(final, device)
+    with_half = max((a - b).abs().max().item() for a, b in zip(model.state_dict().values(), full.state_dict().values())
+                    if a.is_floating_point())
+
     sap_path = os.path.join(models_dir, f"{MODEL_NAME}-sap.safetensors")
-    trained_sap = stages(runs)[3][2]
-    load_network(trained_sap)  # refuse to ship a network that does not load
-    reconstruction = evaluate_reconstruction(model_path, trained_sap)
+    reconstruction = evaluate_reconstruction(model, products["sap"])
     print(f"[recipe] reconstruction Chamfer-L1 / diagonal: {reconstruction}", flush=True)
     # The server uses a shipped network; ship it only where it beats the estimated normals.
     shipped = [model_path]
     if reconstruction["network"] < reconstruction["estimated normals"]:
-        shutil.copyfile(trained_sap, sap_path)
+        shutil.copyfile(products["sap"], sap_path)
         shipped.append(sap_path)
     elif os.path.exists(sap_path):
         os.remove(sap_path)
-    model, metadata = load_model(model_path)
-    full, _ = load_model(final)
-    with_half = max((a - b).abs().max().item() for a, b in zip(model.state_dict().values(), full.state_dict().values())
-                    if a.is_floating_point())
-    round_trip = inversion_round_trip(model_path)
+    round_trip = inversion_round_trip(model)
     print(f"[recipe] DDIM inversion round trip, relative error: {round_trip}", flush=True)
-    metrics = evaluate(model_path, os.path.join(runs, "evaluation"), device)
+    metrics = evaluate(model, os.path.join(runs, "evaluation"))
     return {
         "date": datetime.date.today().isoformat(),
         "parameters": model.parameter_counts(),
