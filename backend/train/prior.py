@@ -9,12 +9,10 @@ of their weights (0.9999) is what the saved model carries. The data normalizatio
 VAE's, read from its checkpoint.
 """
 import argparse
-import os
 
 import torch
 
 from backend import diffusion, pipelines
-from backend.render import contact_sheet
 from backend.train import runtime
 
 DEFAULT_LR = 2e-4
@@ -108,10 +106,7 @@ def render_samples(model, run_dir, step, seed, count=8):
     points = pipelines.sample(model, count, generator)
     model.train()
     model.vae.eval()
-    os.makedirs(os.path.join(run_dir, "renders"), exist_ok=True)
-    path = os.path.join(run_dir, "renders", f"samples_{step:07d}.png")
-    contact_sheet([p.cpu().numpy() for p in points], path, columns=4)
-    return path
+    return runtime.save_render(run_dir, "samples", step, points, columns=4)
 
 
 if __name__ == "__main__":

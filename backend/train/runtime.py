@@ -194,6 +194,16 @@ def check_replicas(module, dist, run_log, step):
         raise RuntimeError(f"step {step}: the {dist.world_size} replicas hold different weights: {checksums}")
 
 
+def save_render(run_dir, kind, step, clouds, columns):
+    """RUN/renders/KIND_STEP.png: a contact sheet of point clouds (tensors [N, 3], any device)."""
+    from backend.render import contact_sheet
+
+    os.makedirs(os.path.join(run_dir, "renders"), exist_ok=True)
+    path = os.path.join(run_dir, "renders", f"{kind}_{step:07d}.png")
+    contact_sheet([cloud.detach().cpu().numpy() for cloud in clouds], path, columns=columns)
+    return path
+
+
 def save_state(run_dir, step, parts):
     """Write the training state atomically (a crash mid-write leaves the previous one intact):
     the step and the state_dict of each of `parts` (name -> module, optimizer, EMA)."""

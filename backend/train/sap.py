@@ -17,7 +17,6 @@ import os
 import numpy as np
 import torch
 
-from backend.render import contact_sheet
 from backend.sap.network import NetworkConfig, PointsToOrientedPoints, save_network
 from backend.sap.normals import estimate_oriented_normals
 from backend.sap.poisson import DEFAULT_RESOLUTION, DEFAULT_SIGMA, check_resolution
@@ -164,10 +163,7 @@ def render_oriented_points(network, oriented, args, step):
     network.eval()
     oriented_points, _ = network(noisy.to(next(network.parameters()).device))
     network.train()
-    os.makedirs(os.path.join(args.out, "renders"), exist_ok=True)
-    path = os.path.join(args.out, "renders", f"sap_{step:07d}.png")
-    contact_sheet([p.cpu().numpy() for p in (*noisy, *oriented_points)], path, columns=len(noisy))
-    return path
+    return runtime.save_render(args.out, "sap", step, (*noisy, *oriented_points), columns=len(noisy))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import os
 import torch
 
 from backend.config import get_config
-from backend.render import contact_sheet
 from backend.train import runtime
 
 KL_WEIGHT_START = 1e-7
@@ -118,10 +117,7 @@ def render_reconstructions(model, points, run_dir, step):
     encoding = model.vae.encode(points, sample=False)
     reconstruction = model.vae.decode(encoding.shape_latent, encoding.latent_points)
     model.train()
-    os.makedirs(os.path.join(run_dir, "renders"), exist_ok=True)
-    path = os.path.join(run_dir, "renders", f"reconstruction_{step:07d}.png")
-    contact_sheet([p.cpu().numpy() for p in (*points, *reconstruction)], path, columns=len(points))
-    return path
+    return runtime.save_render(run_dir, "reconstruction", step, (*points, *reconstruction), columns=len(points))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,12 @@ The released LION code has no such stage; this follows the paper's description o
 the encoders on voxelized shapes, with targets from the frozen encoders on the clean shapes.
 """
 import argparse
-import os
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from backend.models.lion import VoxelGuideEncoder
-from backend.render import contact_sheet
 from backend.train import runtime
 from backend.voxels import voxel_surface_points, voxelize
 
@@ -199,10 +197,7 @@ def render_guided_reconstructions(model, pairs, run_dir, step):
     shape_latent, latent_points = model.voxel_encoder(guides)
     decoded = model.vae.decode(shape_latent, latent_points)
     model.voxel_encoder.train()
-    os.makedirs(os.path.join(run_dir, "renders"), exist_ok=True)
-    path = os.path.join(run_dir, "renders", f"voxel_guides_{step:07d}.png")
-    contact_sheet([p.cpu().numpy() for p in (*guides, *decoded)], path, columns=len(guides))
-    return path
+    return runtime.save_render(run_dir, "voxel_guides", step, (*guides, *decoded), columns=len(guides))
 
 
 if __name__ == "__main__":
