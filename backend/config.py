@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 GROUP_NORM_GROUPS = 8
+PREDICTIONS = ("eps", "v", "mixed")  # what a prior network outputs; backend.diffusion converts
 SQUEEZE_EXCITE_REDUCTION = 8
 
 
@@ -101,6 +102,10 @@ class ShapeLatentPriorConfig:
     time_embedding_dim: int = 128
     time_hidden_channels: int = 512
     dropout: float = 0.4
+    # Category names of a class-conditioned prior (empty: unconditional, as released). Each
+    # gets a learned embedding added to the time embedding, plus one for "no category", which
+    # classifier-free guidance mixes with the asked one.
+    categories: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,16 +118,21 @@ class LatentPointPriorConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The forward process both priors were trained with: T steps of a linear beta schedule.
+    """The forward process both priors were trained with, T steps of a linear beta schedule, and
+    what their networks predict (`prediction`, see backend.diffusion.PREDICTIONS):
 
-    `mixed_prediction` records whether the priors were trained with LION's mixed score
-    parameterization; the networks stay the same, the caller wraps them (`backend.diffusion`)
-    and stores the mixing logits beside the weights."""
+    - "eps": the noise (the released LION priors without mixed score);
+    - "v": v = sqrt(a_t)·eps - sqrt(1 - a_t)·x0, bounded at every step;
+    - "mixed": LION's mixed score, the noise of N(0, I) data corrected by the network through
+      learnable per-dimension logits (`mixing_logit` of each prior, starting at
+      `mixing_logit_init`).
+    """
 
     num_steps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    mixed_prediction: bool = False
+    prediction: str = "eps"
+    mixing_logit_init: float = -6.0
 
 
 @dataclass
@@ -151,7 +161,7 @@ class LionConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "LionConfig":
         """Rebuild and validate a config from `to_dict` output; ValueError names a bad key."""
-        config = _from_dict(cls, data, "config")
+        config = _from_dict(cls, _upgrade(data), "config")
         validate_config(config)
         return config
 
@@ -163,6 +173,19 @@ class LionConfig:
         except json.JSONDecodeError as error:
             raise ValueError(f"text is not valid JSON: {error}") from error
         return cls.from_dict(data)
+
+
+def _upgrade(data):
+    """Configs written before `diffusion.prediction` existed carry `mixed_prediction` instead."""
+    diffusion = data.get("diffusion") if isinstance(data, dict) else None
+    if isinstance(diffusion, dict) and "mixed_prediction" in diffusion:
+        diffusion = dict(diffusion)
+        mixed = diffusion.pop("mixed_prediction")
+        if not isinstance(mixed, bool):
+            raise ValueError(f"config.diffusion.mixed_prediction must be true or false, got {mixed!r}")
+        diffusion.setdefault("prediction", "mixed" if mixed else "eps")
+        data = {**data, "diffusion": diffusion}
+    return data
 
 
 def _from_dict(cls, data, path):
@@ -285,6 +308,11 @@ def validate_config(config: LionConfig) -> None:
     diffusion = config.diffusion
     if diffusion.num_steps < 1 or not 0 < diffusion.beta_start <= diffusion.beta_end < 1:
         raise ValueError("diffusion needs num_steps >= 1 and 0 < beta_start <= beta_end < 1")
+    if diffusion.prediction not in PREDICTIONS:
+        raise ValueError(f"diffusion.prediction must be one of {', '.join(PREDICTIONS)}, got {diffusion.prediction!r}")
+    categories = prior.categories
+    if any(not isinstance(name, str) or not name.strip() for name in categories) or len(set(categories)) != len(categories):
+        raise ValueError(f"shape_prior.categories must be distinct non-empty names, got {categories!r}")
 
 
 def _unet(down, up, dropout=0.1) -> UNetConfig:

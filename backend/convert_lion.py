@@ -29,9 +29,15 @@ otherwise. The mapping, part by part:
   <mlp>:    layers.(3n) -> convs.n;  layers.(3n+1) -> norms.n (adaptive norms: norm -> norm,
             emd -> scale_shift)
 
+Priors trained with LION's mixed score carry a `mixing_logit` ([1, 128, 1, 1] for z0, and
+[1, N·4, 1, 1] for h0, flattened point-major as the official h0 prior views its input
+[B, N, 4]); they become `shape_prior.mixing_logit` [128] and `point_prior.mixing_logit` [N, 4],
+and the converted config says `diffusion.prediction = "mixed"`.
+
 The released priors embed 1-based step numbers; ours take 0-based indices and add 1 (see
 `backend.models.priors`), so converted priors compute the same noise predictions.
 """
+import dataclasses
 import re
 from typing import Dict
 
@@ -128,6 +134,8 @@ _GLOBAL_BLOCK_LAYERS = {"conv1": "linear1", "conv2": "linear2",
 
 
 def _global_prior_key(key):
+    if key == "mixing_logit":
+        return "shape_prior.mixing_logit"
     match = re.fullmatch(r"(temb_layer\.[01]|input_layer|output_layer)\.(weight|bias)", key)
     if match:
         return f"shape_prior.{_GLOBAL_PRIOR_LAYERS[match.group(1)]}.{match.group(2)}"
@@ -138,6 +146,8 @@ def _global_prior_key(key):
 
 
 def _local_prior_key(key):
+    if key == "mixing_logit":
+        return "point_prior.mixing_logit"
     match = re.fullmatch(r"embedf\.([02])\.(weight|bias)", key)
     if match:
         return f"point_prior.time_mlp.{match.group(1)}.{match.group(2)}"
@@ -156,7 +166,7 @@ def official_key_to_ours(part: str, key: str) -> str:
         return _PART_MAPPERS[part](key)
     except KeyError:
         raise ValueError(f"key {key!r} of the official {part} state dict is not part of the released "
-                         "LION architecture (mixed-prediction and CLIP-conditioned models are not supported)") from None
+                         "LION architecture (CLIP-conditioned models are not supported)") from None
 
 
 def split_official_checkpoint(checkpoint: dict) -> Dict[str, Dict[str, torch.Tensor]]:
@@ -202,7 +212,7 @@ def convert_state_dicts(official: Dict[str, Dict[str, torch.Tensor]],
     """
     from backend.models import LionModel
 
-    config = config or get_config("paper")
+    config = config_for(official, config)
     with torch.device("meta"):
         target = LionModel(config).state_dict()
     converted = {}
@@ -226,6 +236,17 @@ def convert_state_dicts(official: Dict[str, Dict[str, torch.Tensor]],
     return converted
 
 
+def config_for(official, config=None) -> LionConfig:
+    """`config` (default `paper`) with the parameterization the official priors were trained
+    with: "mixed" when both carry a mixing_logit, "eps" when neither does."""
+    config = config or get_config("paper")
+    mixed = ["mixing_logit" in official.get(part, {}) for part in ("global_prior", "local_prior")]
+    if mixed[0] != mixed[1]:
+        raise ValueError("only one of the official priors has a mixing_logit; a LION release has both or neither")
+    prediction = "mixed" if mixed[0] else "eps"
+    return dataclasses.replace(config, diffusion=dataclasses.replace(config.diffusion, prediction=prediction))
+
+
 def load_official_checkpoint(path) -> Dict[str, Dict[str, torch.Tensor]]:
     """Read a released LION .pt file without executing code (torch.load weights_only=True)."""
     try:
@@ -247,9 +268,10 @@ def convert_checkpoint(official_path, out_path, normalization=None, dataset=None
     from backend.checkpoint import save_model
     from backend.models import LionModel
 
-    state = convert_state_dicts(load_official_checkpoint(official_path))
+    official = load_official_checkpoint(official_path)
+    state = convert_state_dicts(official)
     with torch.device("meta"):
-        model = LionModel(get_config("paper"), normalization)
+        model = LionModel(config_for(official), normalization)
     model.load_state_dict(state, assign=True)
     save_model(out_path, model, dataset=dataset, extra={"converted_from": "nv-tlabs/LION release checkpoint"})
     return model.eval()

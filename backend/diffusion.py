@@ -1,8 +1,9 @@
 """Denoising diffusion math shared by LION's two latent DDMs (the z0 prior and the h0 prior).
 
 This module knows nothing of networks or pipelines. It holds the noise schedule, the forward
-process, the epsilon-prediction training loss, the one-step updates, and short sampler loops
-over an ``eps_model(x_t, index) -> eps`` callable. Every function works on any tensor shape with
+process, the training loss of each parameterization (ε, v, mixed score) and the conversion of
+its output to ε (``as_eps_model``), the one-step updates, and short sampler loops over an
+``eps_model(x_t, index) -> eps`` callable. Every function works on any tensor shape with
 the batch first ([B, 128] shape latents, [B, N, 4] latent points, ...), on any device.
 
 Step convention: step 0 is clean data; steps 1..T are increasingly noisy;
@@ -25,7 +26,8 @@ import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
+
+from backend.config import PREDICTIONS
 
 # eps_model(x_t [B, ...], index int64 [B] = step - 1) -> predicted noise shaped like x_t
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -57,8 +59,9 @@ class DiffusionSchedule:
         self.num_steps = num_steps
         self.beta_start = float(beta_start)
         self.beta_end = float(beta_end)
-        betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
-        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), betas])
+        # CPU tables even where a model is built under another default device (e.g. "meta").
+        betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64, device="cpu")
+        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64, device="cpu"), betas])
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
 
@@ -237,29 +240,40 @@ def posterior_mean_variance(
 
 def training_loss(
     schedule: DiffusionSchedule,
-    eps_model: EpsModel,
+    network: EpsModel,
     x0: torch.Tensor,
     *,
+    prediction: str = "eps",
+    mixing_logit: Optional[torch.Tensor] = None,
     t: Optional[torch.Tensor] = None,
     noise: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """The ε-prediction loss: mean squared error between eps_model(x_t, t - 1) and the noise.
+    """The denoising loss of a network that predicts ``prediction`` (see PREDICTIONS).
+
+    "eps" and "mixed": mean squared error between the (mixed) noise prediction and the noise,
+    as LION trains. "v": mean squared error between the output and
+    v = sqrt(a_t)·noise - sqrt(1 - a_t)·x0, which weighs every step by 1/a_t against the
+    noise error and so keeps the high-noise steps, where DDIM amplifies noise errors by
+    1/sqrt(a_t), as accurate as the rest.
 
     Args:
-        eps_model: callable (x_t [B, ...], index int64 [B] = step - 1) -> eps [B, ...].
+        network: callable (x_t [B, ...], index int64 [B] = step - 1) -> raw output [B, ...].
         x0: float tensor [B, ...], clean latents.
+        prediction: "eps", "v" or "mixed".
+        mixing_logit: the network's logits, required for "mixed" (see mixed_eps).
         t: int64 tensor [B] of steps in 1..T; drawn uniformly from 1..T with ``generator``
             when None.
         noise: float tensor shaped like x0; drawn from N(0, I) with ``generator`` when None.
-        reduction: "mean" returns a 0-dim tensor, the mean over every element (what LION
-            trains with); "none" returns a [B] tensor, each sample's mean over its elements.
+        reduction: "mean" returns a 0-dim tensor, the mean over every element; "none"
+            returns a [B] tensor, each sample's mean over its elements.
 
     Returns:
-        loss tensor in x0's dtype, differentiable w.r.t. eps_model's parameters.
+        loss tensor in x0's dtype, differentiable w.r.t. the network's parameters.
     """
     _check_batch("x0", x0)
+    _check_prediction(prediction, mixing_logit)
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if t is None:
@@ -271,13 +285,60 @@ def training_loss(
         noise = _randn_like(x0, generator)
     _check_same_shape("noise", noise, x0, "x0")
     x_t = q_sample(schedule, x0, t, noise)
-    eps = eps_model(x_t, t - 1)
-    _check_same_shape("eps_model output", eps, x0, "x0")
-    per_sample = (eps - noise).square().reshape(x0.shape[0], -1).mean(dim=1)
+    output = network(x_t, t - 1)
+    _check_same_shape("network output", output, x0, "x0")
+    if prediction == "v":
+        error = output - velocity(schedule, x0, t, noise)
+    else:
+        error = eps_from_output(schedule, prediction, output, x_t, t, mixing_logit) - noise
+    per_sample = error.square().reshape(x0.shape[0], -1).mean(dim=1)
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
-# ----------------------------------------------------------------------------- mixed score
+# ----------------------------------------------------------------------------- parameterizations
+
+def _check_prediction(prediction: str, mixing_logit) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+    if prediction == "mixed" and not isinstance(mixing_logit, torch.Tensor):
+        raise ValueError("the mixed score needs the network's mixing_logit tensor")
+
+
+def velocity(schedule: DiffusionSchedule, x0: torch.Tensor, t: Step, noise: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(a_t)·noise - sqrt(1 - a_t)·x0, the v-prediction target (Salimans & Ho, 2022)."""
+    alpha_bar = _at(schedule.alphas_cumprod, t, x0)
+    if isinstance(alpha_bar, float):
+        return math.sqrt(alpha_bar) * noise - math.sqrt(1.0 - alpha_bar) * x0
+    return alpha_bar.sqrt() * noise - (1.0 - alpha_bar).sqrt() * x0
+
+
+def eps_from_output(
+    schedule: DiffusionSchedule,
+    prediction: str,
+    output: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    mixing_logit: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The noise prediction implied by a network's raw output, for every sampler to use.
+
+    "eps": the output itself. "v": eps = sqrt(a_t)·v + sqrt(1 - a_t)·x_t, whose error is
+    sqrt(a_t) times the v error, so it vanishes where DDIM's 1/sqrt(a_t) grows.
+    "mixed": mixed_eps with the network's logits.
+
+    Args:
+        output: float tensor [B, ...], the network's output at x_t.
+        x_t: float tensor shaped like output.
+        t: int64 tensor [B] of steps in 1..T.
+        mixing_logit: required for "mixed".
+    """
+    _check_prediction(prediction, mixing_logit)
+    if prediction == "eps":
+        return output
+    if prediction == "mixed":
+        return mixed_eps(schedule, output, x_t, t, mixing_logit)
+    alpha_bar = _at(schedule.alphas_cumprod, t, x_t)
+    return alpha_bar.sqrt() * output + (1.0 - alpha_bar).sqrt() * x_t
 
 
 def mixed_eps(
@@ -318,33 +379,14 @@ def mixed_eps(
     return (1.0 - weight) * gaussian_eps + weight * network_eps
 
 
-class MixedScore(nn.Module):
-    """Wraps an ε network with the mixed score parameterization and its learnable logits.
-
-    Called like the network it wraps, with the 0-based step index (step - 1) that samplers
-    and training_loss hand to ``eps_model``.
-
-    Args:
-        network: module called as network(x_t, index, *args, **kwargs) -> eps, shaped like x_t.
-        schedule: the DiffusionSchedule the network is trained with.
-        latent_shape: per-sample shape of the latents (e.g. (128,) or (2048, 4)); one mixing
-            logit per latent dimension.
-        initial_logit: starting value of every logit (LION's default -6: sigmoid ≈ 0.0025,
-            so training starts close to the standard-normal prediction).
-
-    Calling the module returns the mixed ε prediction, shaped like x_t.
-    """
-
-    def __init__(self, network: nn.Module, schedule: DiffusionSchedule, latent_shape: Sequence[int],
-                 initial_logit: float = -6.0):
-        super().__init__()
-        self.network = network
-        self.schedule = schedule
-        self.mixing_logit = nn.Parameter(torch.full(tuple(latent_shape), float(initial_logit)))
-
-    def forward(self, x_t: torch.Tensor, index: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        network_eps = self.network(x_t, index, *args, **kwargs)
-        return mixed_eps(self.schedule, network_eps, x_t, index + 1, self.mixing_logit)
+def as_eps_model(schedule: DiffusionSchedule, network: EpsModel, prediction: str,
+                 mixing_logit: Optional[torch.Tensor] = None) -> EpsModel:
+    """The ``eps_model(x_t, index)`` every sampler here takes, from a network that predicts
+    ``prediction``: its output converted by eps_from_output."""
+    _check_prediction(prediction, mixing_logit)
+    if prediction == "eps":
+        return network
+    return lambda x_t, index: eps_from_output(schedule, prediction, network(x_t, index), x_t, index + 1, mixing_logit)
 
 
 # ----------------------------------------------------------------------------- step plans

@@ -228,7 +228,7 @@ def load_model(params, arrays, context):
     """Load (or keep) a model and describe it."""
     name, model, metadata = _load(params)
     return {"model": name, "config": model.config.to_dict(), "parameters": model.parameter_counts(),
-            "metadata": metadata}, None
+            "metadata": metadata, "categories": model.categories, "num_steps": model.config.diffusion.num_steps}, None
 
 
 def sample(params, arrays, context):
@@ -248,9 +248,16 @@ def sample(params, arrays, context):
         frame = ShapeFrame.placed(center, size, _model_half_extent(metadata), arrays.get("matrix"))
     except GeometryError as exc:
         raise RequestError(str(exc)) from None
-    points = pipelines.sample(model, count, _generator(params), settings, _progress(context))
+    category = params.get("category", "any")
+    if category != "any" and (not isinstance(category, str) or category not in model.categories):
+        known = ", ".join(["any", *model.categories])
+        raise RequestError(f"category must be one of {known} for model {name}, got {category!r}")
+    guidance = _number(params, "guidance", pipelines.DEFAULT_GUIDANCE, 0.0, 20.0)
+    points = pipelines.sample(model, count, _generator(params), settings, _progress(context),
+                              category=category, guidance=guidance)
     header, arrays_out = _results(params, frame.to_world(points.cpu().numpy()), context)
-    return {**header, **_generation_header(name, params, settings), "count": count}, arrays_out
+    return {**header, **_generation_header(name, params, settings), "count": count, "category": category,
+            "guidance": guidance}, arrays_out
 
 
 def variations(params, arrays, context):

@@ -17,7 +17,8 @@ def model_folders():
 
 
 def list_models():
-    """[{"name", "path"}] of the LION checkpoints in the model folders, in search order.
+    """[{"name", "path", "categories"}] of the LION checkpoints in the model folders, in search
+    order; "categories" are those its shape prior can be asked for (empty: unconditional).
 
     A file is a LION model when its header says so; SAP networks and other safetensors files
     in the same folders are skipped.
@@ -34,11 +35,11 @@ def list_models():
             if not name.endswith(MODEL_SUFFIX) or stem in seen:
                 continue
             try:
-                read_checkpoint_info(path)
+                config, _ = read_checkpoint_info(path)
             except (ValueError, OSError):
                 continue
             seen.add(stem)
-            found.append({"name": stem, "path": path})
+            found.append({"name": stem, "path": path, "categories": list(config.shape_prior.categories)})
     return found
 
 

@@ -1,8 +1,12 @@
 """Generation over a LionModel: the two latent DDMs, then the decoder (DESIGN.md §5).
 
 Everything here works in the model's normalized space; the server and the command line map
-artists' geometry into it and back. Samplers come from backend.diffusion; a `progress`
+artists' geometry into it and back. Samplers come from backend.diffusion and see the priors
+through `LionModel.shape_eps_model` / `point_eps_model`, whatever they predict; a `progress`
 callback (step, total, stage) sees every network step and may raise to cancel.
+
+Shapes are encoded to posterior samples (`encode`), the latents the priors were trained on,
+drawn with the request's generator so a seed gives the same result every time.
 """
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -13,6 +17,7 @@ from backend import diffusion
 
 Progress = Callable[[int, int, str], None]
 SAMPLERS = ("ddim", "ddpm")
+DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale of a category-conditioned shape prior
 
 
 @dataclass
@@ -38,8 +43,7 @@ class SamplerSettings:
 
 
 def schedule_of(model):
-    config = model.config.diffusion
-    return diffusion.DiffusionSchedule(config.num_steps, config.beta_start, config.beta_end)
+    return model.schedule
 
 
 def _stage_callback(progress: Optional[Progress], stage: str):
@@ -58,32 +62,43 @@ def denoise(schedule, eps_model, noise, settings: SamplerSettings, generator, ca
 
 
 @torch.no_grad()
-def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(), progress: Optional[Progress] = None):
+def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(), progress: Optional[Progress] = None,
+           category: Optional[str] = None, guidance: float = DEFAULT_GUIDANCE):
     """`count` new shapes: z0 from its DDM, h0 from its DDM given z0, decoded.
 
     generator: a torch.Generator (a CPU one gives the same shapes on every device).
+    category: one of `model.categories` (None or "any": any category); `guidance` is its
+    classifier-free guidance scale (1: plain conditional).
     Returns float [count, N, 3] in the model's normalized space.
     """
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}")
     schedule = schedule_of(model)
     settings.validate(schedule.num_steps)
+    shape_eps = model.shape_eps_model(category, guidance)
     device = next(model.parameters()).device
     vae_config = model.config.vae
     z_noise = torch.randn(count, vae_config.shape_latent_dim, generator=generator, device=generator.device)
-    shape_latent = denoise(schedule, model.shape_prior, z_noise.to(device), settings, generator,
+    shape_latent = denoise(schedule, shape_eps, z_noise.to(device), settings, generator,
                            _stage_callback(progress, "shape latent"))
     h_noise = torch.randn(count, vae_config.num_points, model.config.latent_point_dim, generator=generator,
                           device=generator.device)
-    latent_points = denoise(schedule, lambda x, t: model.point_prior(x, t, shape_latent), h_noise.to(device),
+    latent_points = denoise(schedule, model.point_eps_model(shape_latent), h_noise.to(device),
                             settings, generator, _stage_callback(progress, "latent points"))
     return model.vae.decode(shape_latent, latent_points)
 
 
-def _encode_means(model, points):
-    """Posterior means (z0 [B, Dz], h0 [B, N, Dh+3]) of normalized points float [B, N, 3]."""
-    encoding = model.vae.encode(points, sample=False)
+def encode(model, points, generator, encoder=None):
+    """Posterior samples (z0 [B, Dz], h0 [B, N, Dh+3]) of normalized points float [B, N, 3], as
+    the priors were trained on: z0 ~ q(z0|x), then h0 ~ q(h0|x, z0). `encoder` is the VAE
+    (default) or a model's voxel-guide encoder, which has the same `encode`."""
+    encoding = (encoder or model.vae).encode(points, sample=True, generator=generator)
     return encoding.shape_latent, encoding.latent_points
+
+
+def _fixed_generator():
+    """For pipelines without a seed of their own (interpolation): the same encoding every time."""
+    return torch.Generator().manual_seed(0)
 
 
 def _check_tau(tau, schedule):
@@ -99,8 +114,8 @@ def variations(model, points, count, tau, generator, settings: SamplerSettings =
     The input's z0 is diffused to step `tau` and denoised; then its h0 is diffused to `tau`
     and denoised given the new z0. Small tau stays close to the input, large tau makes new
     shapes of the same kind. DDIM uses min(steps, tau) steps from tau down.
-    encoder: points [B, N, 3] -> (z0, h0) posterior means; default the VAE's (voxel guides
-    pass the voxel-trained encoder).
+    encoder: what encodes the points (see `encode`): the VAE by default, a voxel-guide encoder
+    for voxel guides. Each variation draws its own posterior sample.
     Returns float [count, N, 3].
     """
     if not isinstance(count, int) or count < 1:
@@ -108,14 +123,13 @@ def variations(model, points, count, tau, generator, settings: SamplerSettings =
     schedule = schedule_of(model)
     settings.validate(schedule.num_steps)
     _check_tau(tau, schedule)
-    encode = encoder or (lambda batch: _encode_means(model, batch))
-    shape_latent, latent_points = encode(points[None].expand(count, -1, -1))
+    shape_latent, latent_points = encode(model, points[None].expand(count, -1, -1), generator, encoder)
     num_steps = None if settings.sampler == "ddpm" else settings.steps
     common = dict(num_steps=num_steps, spacing=settings.spacing, eta=settings.eta, generator=generator)
-    new_shape_latent = diffusion.diffuse_denoise(schedule, model.shape_prior, shape_latent, tau,
+    new_shape_latent = diffusion.diffuse_denoise(schedule, model.shape_eps_model(), shape_latent, tau,
                                                  callback=_stage_callback(progress, "shape latent"), **common)
     new_latent_points = diffusion.diffuse_denoise(
-        schedule, lambda x, t: model.point_prior(x, t, new_shape_latent), latent_points, tau,
+        schedule, model.point_eps_model(new_shape_latent), latent_points, tau,
         callback=_stage_callback(progress, "latent points"), **common)
     return model.vae.decode(new_shape_latent, new_latent_points)
 
@@ -141,7 +155,7 @@ def interpolate(model, points_a, points_b, frames, settings: SamplerSettings = S
     schedule = schedule_of(model)
     settings.validate(schedule.num_steps)
     steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)
-    shape_latent, latent_points = _encode_means(model, torch.stack([points_a, points_b]))
+    shape_latent, latent_points = encode(model, torch.stack([points_a, points_b]), _fixed_generator())
     total = 2 * len(steps) * (1 + inversion_refinement) + 2 * len(steps)
     done = [0]
 
@@ -150,16 +164,16 @@ def interpolate(model, points_a, points_b, frames, settings: SamplerSettings = S
         if progress is not None:
             progress(done[0], total, "interpolating")
 
-    z_noise = diffusion.ddim_invert(schedule, model.shape_prior, shape_latent, steps,
+    z_noise = diffusion.ddim_invert(schedule, model.shape_eps_model(), shape_latent, steps,
                                     refinement_iterations=inversion_refinement, callback=tick)
-    h_noise = diffusion.ddim_invert(schedule, lambda x, t: model.point_prior(x, t, shape_latent), latent_points,
+    h_noise = diffusion.ddim_invert(schedule, model.point_eps_model(shape_latent), latent_points,
                                     steps, refinement_iterations=inversion_refinement, callback=tick)
     weights = torch.linspace(1.0, 0.0, frames, device=shape_latent.device)
     z_mix = torch.stack([mix_spherically(z_noise[0], z_noise[1], w) for w in weights])
     h_mix = torch.stack([mix_spherically(h_noise[0], h_noise[1], w) for w in weights])
-    frame_shape_latent = diffusion.ddim_sample(schedule, model.shape_prior, z_mix, steps, callback=tick)
+    frame_shape_latent = diffusion.ddim_sample(schedule, model.shape_eps_model(), z_mix, steps, callback=tick)
     frame_latent_points = diffusion.ddim_sample(
-        schedule, lambda x, t: model.point_prior(x, t, frame_shape_latent), h_mix, steps, callback=tick)
+        schedule, model.point_eps_model(frame_shape_latent), h_mix, steps, callback=tick)
     return model.vae.decode(frame_shape_latent, frame_latent_points)
 
 
@@ -179,9 +193,9 @@ def regenerate_region(model, points, keep, generator, settings: SamplerSettings 
         raise ValueError(f"keep must be a bool tensor of shape [{points.shape[0]}], got {keep.dtype} {list(keep.shape)}")
     schedule = schedule_of(model)
     settings.validate(schedule.num_steps)
-    shape_latent, latent_points = _encode_means(model, points[None])
+    shape_latent, latent_points = encode(model, points[None], generator)
     known = keep[None, :, None].expand_as(latent_points)
-    point_prior = lambda x, t: model.point_prior(x, t, shape_latent)  # noqa: E731
+    point_prior = model.point_eps_model(shape_latent)
     callback = _stage_callback(progress, "latent points")
     if settings.sampler == "ddim":
         steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)

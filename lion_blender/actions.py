@@ -86,6 +86,8 @@ def _properties(op, header, settings, tau=None, source=""):
                   "steps": int(header.get("steps", settings.steps)), "model": str(header.get("model", settings.model))}
     if tau is not None:
         properties["tau"] = int(header.get("tau", tau))
+    if "category" in header:
+        properties["category"] = str(header["category"])
     if source:
         properties["source"] = source
     return properties
@@ -167,6 +169,8 @@ def start_generate(context, settings):
     size = float(settings.size)
     cursor = np.array(context.scene.cursor.location, dtype=np.float64)
     params = {**_generation_params(settings), "count": int(settings.count), "size": size}
+    if settings.category and settings.category != "any":
+        params.update(category=str(settings.category), guidance=float(settings.guidance))
     source = Source("LION Sample", _translation(cursor), np.array([[-size] * 3, [size] * 3]))
     arrays = {"matrix": model_frame(_translation(cursor))}  # upright, at the cursor
 

@@ -198,6 +198,8 @@ class LION_OT_generate(JobOperator, bpy.types.Operator):
     steps: settings.steps_property()
     output: settings.output_property()
     size: settings.size_property()
+    category: settings.category_property()
+    guidance: settings.guidance_property()
     model: settings.model_property()
 
     def start_job(self, context):

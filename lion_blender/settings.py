@@ -56,6 +56,21 @@ def size_property():
                                    default=1.0, min=1e-4, soft_max=10.0, subtype="DISTANCE")
 
 
+ANY_CATEGORY = "any"
+
+
+def category_property():
+    return bpy.props.StringProperty(
+        name="Category", description="What kind of shape to generate: one of the model's categories, or 'any'",
+        default=ANY_CATEGORY)
+
+
+def guidance_property():
+    return bpy.props.FloatProperty(
+        name="Guidance", description="How strictly shapes follow the category: 1 is plain, higher is more typical",
+        default=2.0, min=0.0, max=20.0, soft_max=6.0)
+
+
 def model_property():
     return bpy.props.StringProperty(name="Model", description="Model name (empty: the backend's first model)",
                                     default="")
@@ -75,6 +90,28 @@ def model_items(self, context):
     return _model_items
 
 
+def model_categories(settings, client):
+    """The categories of the model `settings` chooses, as the backend's hello reported them
+    (empty for an unconditional model, or before the backend answered)."""
+    models = (client.hello or {}).get("models", []) if client is not None else []
+    chosen = settings.model
+    for record in models:
+        if record["name"] == chosen or not chosen:
+            return list(record.get("categories") or [])
+    return []
+
+
+_category_items = []
+
+
+def category_items(self, context):
+    """"Any" and the chosen model's categories."""
+    items = [(ANY_CATEGORY, "Any", "Any of the model's categories")]
+    items += [(name, name.capitalize(), f"Generate a {name}") for name in model_categories(self, session.current_client())]
+    _category_items[:] = items
+    return _category_items
+
+
 class LION_PG_settings(bpy.types.PropertyGroup):
     model_choice: bpy.props.EnumProperty(name="Model", description="Which LION model generates",
                                          items=model_items)
@@ -87,6 +124,14 @@ class LION_PG_settings(bpy.types.PropertyGroup):
     voxel_resolution: voxel_resolution_property()
     mesh_resolution: mesh_resolution_property()
     size: size_property()
+    category_choice: bpy.props.EnumProperty(name="Category", description="What kind of shape to generate",
+                                            items=category_items)
+    guidance: guidance_property()
+
+    @property
+    def category(self):
+        """The chosen category name, or "any"."""
+        return self.category_choice or ANY_CATEGORY
 
     @property
     def model(self):

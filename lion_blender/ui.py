@@ -2,6 +2,7 @@
 import bpy
 
 from . import actions, jobs, session
+from . import settings as settings_module
 
 SHARED = ("seed", "steps", "model")
 
@@ -73,10 +74,15 @@ class LION_PT_generate(ActionPanel, bpy.types.Panel):
         settings = context.scene.lion
         draw_settings(self.layout, settings, "count", "seed", "steps", "output")
         self.layout.prop(settings, "size")
+        categorized = bool(settings_module.model_categories(settings, session.current_client()))
+        if categorized:  # a model without categories shows no menu
+            row = self.layout.row(align=True)
+            row.prop(settings, "category_choice", text="")
+            row.prop(settings, "guidance")
         column = self.layout.column()
         column.enabled = not jobs.is_running()
         action_button(column, "lion.generate", "Generate", "OUTLINER_OB_POINTCLOUD", settings,
-                      _names("count", "output", "size"))
+                      _names("count", "output", "size", *(("category", "guidance") if categorized else ())))
         column.separator()
         column.prop(settings, "similarity")
         action_button(column, "lion.variations", "Generate Variations", "DUPLICATE", settings,

@@ -35,34 +35,70 @@ DATA = ["--data", "procedural", "--shapes-per-category", "100"]  # 8 categories 
 HELD_OUT_FIRST_SEED = 100_000  # evaluation shapes: seeds far from the training seeds 0..99
 HELD_OUT_PER_CATEGORY = 8
 EVALUATION_STEPS = 25  # DDIM steps of the evaluated samples, the add-on's default
+VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
+
+# This round's settings, chosen by the ablations recorded in the model card. Every round starts
+# from the shipped model (copied to RUNS/start.safetensors first), so rounds add up.
+VAE_STEPS, PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 2000, 8000, 300, 200
+VAE_SETTINGS = ["--batch-size", "8", "--kl-start", "0.01", "--kl-max", "0.1", "--kl-anneal-portion", "0.4",
+                "--kl-shape-scale", "0.1"]
+PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "5e-4",
+                  "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
+                  "--shape-steps-per-step", "4", "--shape-batch-size", "64"]
 
 
 def stages(runs):
     """(name, arguments of `python -m backend.train`, the file it produces) in training order."""
+    start = os.path.join(runs, "start.safetensors")
     vae, prior, voxel, sap = (os.path.join(runs, name) for name in ("vae", "prior", "voxel_encoder", "sap"))
     model = "model.safetensors"
     return [
-        ("vae", ["vae", "--config", "tiny", *DATA, "--out", vae, "--steps", "3000", "--batch-size", "8",
-                 "--checkpoint-every", "500", "--kl-max", "0.01", "--kl-anneal-portion", "0.3"],
+        ("vae", ["vae", "--init", start, *DATA, "--out", vae, "--steps", str(VAE_STEPS), *VAE_SETTINGS,
+                 "--checkpoint-every", "250"],
          os.path.join(vae, model)),
-        # 6527: where the shipped run was stopped (Ctrl-C) when its CPU time ran out.
-        ("prior", ["prior", "--vae", os.path.join(vae, model), *DATA, "--out", prior, "--steps", "6527",
-                   "--batch-size", "8", "--checkpoint-every", "500", "--ema", "0.999"],
+        ("prior", ["prior", "--vae", os.path.join(vae, model), *DATA, "--out", prior, "--steps", str(PRIOR_STEPS),
+                   *PRIOR_SETTINGS, "--checkpoint-every", "1000"],
          os.path.join(prior, model)),
         # Fine-tunes copies of the VAE's encoders only, so it starts from the VAE (and may run
         # beside the prior stage); packaging joins its voxel encoder to the trained priors.
         ("voxel_encoder", ["voxel-encoder", "--model", os.path.join(vae, model), *DATA, "--out", voxel,
-                           "--steps", "300", "--batch-size", "8", "--checkpoint-every", "100"],
+                           "--steps", str(VOXEL_STEPS), "--batch-size", "8", "--checkpoint-every", "100"],
          os.path.join(voxel, model)),
-        ("sap", ["sap", *DATA, "--out", sap, "--steps", "200", "--batch-size", "4", "--resolution", "64",
+        ("sap", ["sap", *DATA, "--out", sap, "--steps", str(SAP_STEPS), "--batch-size", "4", "--resolution", "64",
                  "--checkpoint-every", "100"],
          os.path.join(sap, "sap.safetensors")),
     ]
 
 
-def train(runs, device, only=None):
+def copy_start(runs, models_dir):
+    """RUNS/start.safetensors: the shipped model this round continues from (copied once, so that
+    packaging into models/ never changes a running round)."""
+    start = os.path.join(runs, "start.safetensors")
+    if not os.path.isfile(start):
+        os.makedirs(runs, exist_ok=True)
+        shutil.copyfile(os.path.join(models_dir, f"{MODEL_NAME}.safetensors"), start)
+    return start
+
+
+def file_digest(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def train(runs, device, only=None, reuse_sap=None):
+    """Run each stage (resuming an interrupted one, skipping finished ones). With `reuse_sap`, the
+    Shape As Points network (trained on the data alone, not on the VAE) is that shipped file."""
     for name, arguments, product in stages(runs):
         if only and name not in only:
+            continue
+        if name == "sap" and reuse_sap and not os.path.isfile(product):
+            os.makedirs(os.path.dirname(product), exist_ok=True)
+            shutil.copyfile(reuse_sap, product)
+            print(f"[recipe] sap: reusing the shipped network {reuse_sap}", flush=True)
+            continue
+        if name == "sap" and reuse_sap:
             continue
         run_dir = arguments[arguments.index("--out") + 1]
         state = os.path.join(run_dir, "state.pt")
@@ -90,9 +126,12 @@ def _finished(run_dir, arguments):
 
 
 def evaluate(model, out_dir):
-    """Sample as many shapes as the held-out set has, and compare: the metrics dict."""
+    """Unconditional samples, as many as the held-out set has, against it with
+    `python -m backend.evaluate` (LION's protocol), plus which categories the samples' nearest
+    held-out shapes are of and the samples' scale: the metrics dict."""
     import torch
 
+    from backend import quality
     from backend.data.datasets import ProceduralDataset
     from backend.pipelines import SamplerSettings, sample
 
@@ -100,6 +139,7 @@ def evaluate(model, out_dir):
     held_out = ProceduralDataset(shapes_per_category=HELD_OUT_PER_CATEGORY, first_seed=HELD_OUT_FIRST_SEED,
                                  normalization=model.normalization, subsample="first")
     reference, center, scale = held_out.evaluation_arrays()
+    labels = [held_out.category(i) for i in range(len(held_out))]
     os.makedirs(out_dir, exist_ok=True)
     np.save(os.path.join(out_dir, "reference.npy"), reference)
     np.savez(os.path.join(out_dir, "reference_stats.npz"), center=center, scale=scale)
@@ -110,9 +150,9 @@ def evaluate(model, out_dir):
         count = min(16, len(reference) - first)
         with torch.no_grad():
             generated.append(sample(model, count, generator, SamplerSettings(steps=EVALUATION_STEPS)).cpu())
-    generated = torch.cat(generated).numpy()
+    generated = torch.cat(generated)
     print(f"[recipe] sampled {len(generated)} shapes in {time.time() - started:.0f} s", flush=True)
-    np.save(os.path.join(out_dir, "generated.npy"), generated)
+    np.save(os.path.join(out_dir, "generated.npy"), generated.numpy())
     metrics_path = os.path.join(out_dir, "metrics.json")
     subprocess.run([sys.executable, "-m", "backend.evaluate", "--generated", os.path.join(out_dir, "generated.npy"),
                     "--reference", os.path.join(out_dir, "reference.npy"),
@@ -120,7 +160,97 @@ def evaluate(model, out_dir):
                     "--emd", "none", "--device", str(device), "--out", metrics_path],
                    cwd=ROOT, check=True)
     with open(metrics_path) as f:
-        return json.load(f)
+        metrics = json.load(f)
+    reference = torch.from_numpy(reference)
+    found = quality.nearest_categories(generated, reference, labels)
+    metrics["nearest_category_shares"] = quality.category_shares(found)
+    metrics["half_extent"] = quality.half_extent(generated)
+    metrics["reference_half_extent"] = quality.half_extent(reference)
+    baseline, _ = quality.training_shapes(model, sorted(set(labels)), HELD_OUT_PER_CATEGORY)
+    metrics["real_vs_real_1-NNA-CD"] = quality.generation_report(baseline, reference, labels)["1-NNA-CD"]
+    quality.save_contact_sheet(generated[::4], os.path.join(out_dir, "samples.png"), columns=8)
+    return metrics
+
+
+def evaluate_categories(model, out_dir, per_category=HELD_OUT_PER_CATEGORY):
+    """Per category, with classifier-free guidance at the default scale: the share of samples whose
+    nearest held-out shape is of the asked category. {} for an unconditional model."""
+    import torch
+
+    from backend import quality
+    from backend.pipelines import SamplerSettings, sample
+
+    if not model.categories:
+        return {}
+    reference, labels = quality.held_out_shapes(model, model.categories, HELD_OUT_PER_CATEGORY)
+    generator = torch.Generator().manual_seed(1)
+    made, wanted = [], []
+    with torch.no_grad():
+        for name in model.categories:
+            made.append(sample(model, per_category, generator, SamplerSettings(steps=EVALUATION_STEPS), category=name))
+            wanted += [name] * per_category
+    made = torch.cat(made).cpu()
+    quality.save_contact_sheet(made[::2], os.path.join(out_dir, "category_samples.png"), columns=8)
+    return quality.category_shares(quality.nearest_categories(made, reference, labels), wanted)
+
+
+def evaluate_variations(model, out_dir, sources_per_category=2, count=3):
+    """Variations at the add-on's default similarity of held-out shapes: the share that keep the
+    source's category (nearest held-out reference), and how far they are from their source and
+    from each other (mean Chamfer distance), beside the VAE's own reconstruction error."""
+    import torch
+
+    from backend import quality
+    from backend.data.procedural import CATEGORIES
+    from backend.metrics import chamfer_distance
+    from backend.pipelines import SamplerSettings, encode, variations
+
+    reference, labels = quality.held_out_shapes(model, CATEGORIES, HELD_OUT_PER_CATEGORY)
+    sources, source_labels = quality.held_out_shapes(model, CATEGORIES, sources_per_category, first_seed=300_000)
+    generator = torch.Generator().manual_seed(2)
+    kept, wanted, to_source, between, reconstruction, sheet = [], [], [], [], [], []
+    with torch.no_grad():
+        for source, name in zip(sources, source_labels):
+            made = variations(model, source, count, VARIATION_TAU, generator, SamplerSettings(steps=EVALUATION_STEPS))
+            kept += quality.nearest_categories(made, reference, labels)
+            wanted += [name] * count
+            to_source.append(chamfer_distance(made, source[None].expand_as(made)).mean().item())
+            between.append(chamfer_distance(made, made.roll(1, dims=0)).mean().item())
+            z, h = encode(model, source[None], generator)
+            reconstruction.append(chamfer_distance(model.vae.decode(z, h), source[None]).item())
+            if len(sheet) < 4 * (count + 1):
+                sheet += [source, *made]
+    quality.save_contact_sheet(torch.stack(sheet), os.path.join(out_dir, "variations.png"), columns=count + 1)
+    shares = quality.category_shares(kept, wanted)
+    return {"kept_category": sum(k == w for k, w in zip(kept, wanted)) / len(kept), "per_category": shares,
+            "chamfer_to_source": float(np.mean(to_source)), "chamfer_between": float(np.mean(between)),
+            "reconstruction_chamfer": float(np.mean(reconstruction))}
+
+
+def evaluate_latents(model):
+    """What the VAE's latents carry, on held-out shapes: z0's spread across shapes (per dimension,
+    of the posterior means) against its posterior sigma; the latent points' posterior sigma
+    (xyz) against the shapes' own spread; and how much decoding A's latent points with B's z0
+    moves the result, relative to the distance from A to B."""
+    import torch
+
+    from backend import quality
+    from backend.data.procedural import CATEGORIES
+    from backend.metrics import chamfer_distance
+
+    shapes, _ = quality.held_out_shapes(model, CATEGORIES, 4, first_seed=400_000)
+    with torch.no_grad():
+        encoding = model.vae.encode(shapes, sample=False)
+        z, h = encoding.shape_latent, encoding.latent_points
+        own = model.vae.decode(z, h)
+        swapped = model.vae.decode(z.roll(1, dims=0), h)
+        moved = chamfer_distance(swapped, own).mean().item()
+        apart = chamfer_distance(shapes, shapes.roll(1, dims=0)).mean().item()
+    return {"z0_spread": encoding.shape_latent_mean.std(dim=0).mean().item(),
+            "z0_sigma": encoding.shape_latent_log_sigma.exp().mean().item(),
+            "h0_xyz_sigma": encoding.latent_points_log_sigma[..., :3].exp().mean().item(),
+            "shape_spread": shapes.std(dim=1).mean().item(),
+            "z0_swap_moves": moved, "shapes_apart": apart}
 
 
 def evaluate_reconstruction(model, network_path, shapes_per_category=2):
@@ -153,30 +283,25 @@ def evaluate_reconstruction(model, network_path, shapes_per_category=2):
     return {name: float(np.mean(values)) for name, values in errors.items()}
 
 
-def inversion_round_trip(model, steps=EVALUATION_STEPS):
+def inversion_round_trip(model, steps=EVALUATION_STEPS, refinement=3):
     """How well DDIM inversion then sampling gives back the latents of two held-out shapes (what
-    interpolation rests on): mean absolute error of z0 and of the latent points, in units of
-    the latents' own standard deviation."""
+    interpolation rests on, with the refinement passes pipelines.interpolate uses): mean absolute
+    error of z0 and of the latent points, in units of the latents' own standard deviation."""
     import torch
 
-    from backend import diffusion
-    from backend.data.datasets import ProceduralDataset
-    from backend.pipelines import schedule_of
+    from backend import diffusion, quality
+    from backend.pipelines import encode
 
-    shapes = ProceduralDataset(["chair", "table"], shapes_per_category=1, first_seed=HELD_OUT_FIRST_SEED,
-                               normalization=model.normalization, subsample="first")
-    schedule = schedule_of(model)
+    shapes, _ = quality.held_out_shapes(model, ["chair", "table"], 1)
+    schedule = model.schedule
     sampling_steps = diffusion.sampling_steps(schedule, steps, "uniform")
     with torch.no_grad():
-        device = next(model.parameters()).device
-        encoding = model.vae.encode(torch.stack([shapes[0], shapes[1]]).to(device), sample=False)
-        z, h = encoding.shape_latent, encoding.latent_points
-        points_prior = lambda x, t: model.point_prior(x, t, z)  # noqa: E731
-        z_back = diffusion.ddim_sample(schedule, model.shape_prior,
-                                       diffusion.ddim_invert(schedule, model.shape_prior, z, sampling_steps),
-                                       sampling_steps)
-        h_back = diffusion.ddim_sample(schedule, points_prior,
-                                       diffusion.ddim_invert(schedule, points_prior, h, sampling_steps), sampling_steps)
+        z, h = encode(model, shapes, torch.Generator().manual_seed(0))
+        shape_eps, point_eps = model.shape_eps_model(), model.point_eps_model(z)
+        z_back = diffusion.ddim_sample(schedule, shape_eps, diffusion.ddim_invert(
+            schedule, shape_eps, z, sampling_steps, refinement_iterations=refinement), sampling_steps)
+        h_back = diffusion.ddim_sample(schedule, point_eps, diffusion.ddim_invert(
+            schedule, point_eps, h, sampling_steps, refinement_iterations=refinement), sampling_steps)
     return {"shape_latent": float((z_back - z).abs().mean() / z.std()),
             "latent_points": float((h_back - h).abs().mean() / h.std())}
 
@@ -188,41 +313,79 @@ def _chamfer_l1(a, b):
 
 
 def stage_summary(runs):
-    """{stage: {"steps", "seconds", "arguments"}} from each run's log."""
+    """{stage: {"steps", "seconds", "arguments"}} from each run's log; "seconds" leaves out the
+    pauses between an interrupted run and its resume. A stage without a run (the Shape As
+    Points network kept from the shipped model) says so."""
     summary = {}
     for name, arguments, _ in stages(runs):
         run_dir = arguments[arguments.index("--out") + 1]
-        with open(os.path.join(run_dir, "log.jsonl")) as f:
+        log_path = os.path.join(run_dir, "log.jsonl")
+        if not os.path.isfile(log_path):
+            summary[name] = {"steps": 0, "seconds": None, "arguments": "kept from the model continued from"}
+            continue
+        with open(log_path) as f:
             entries = [json.loads(line) for line in f if line.strip()]
-        times = [e["time"] for e in entries if "time" in e]
+        times = sorted(e["time"] for e in entries if "time" in e)
+        gaps = [b - a for a, b in zip(times, times[1:])]
         summary[name] = {"steps": max(e.get("step", 0) for e in entries),
-                         "seconds": round(max(times) - min(times)) if times else None,
+                         "seconds": round(sum(g for g in gaps if g < 300)) if gaps else None,
                          "arguments": " ".join(a if not a.startswith(runs) else os.path.relpath(a, runs)
                                               for a in arguments)}
     return summary
 
 
-def join_priors_and_voxel_encoder(prior_model, voxel_model, destination):
+# The first round, trained before rounds recorded their lineage (its model card, 2026-11-21).
+FIRST_ROUND = {
+    "date": "2026-11-21", "continued_from": None,
+    "data": "procedural, 8 categories x 100 shapes (seeds 0-99)",
+    "stages": {"vae": {"steps": 3000, "arguments": "from scratch, --kl-max 0.01 --kl-anneal-portion 0.3"},
+               "prior": {"steps": 6527, "arguments": "eps prediction, unconditional, --ema 0.999"},
+               "voxel_encoder": {"steps": 300, "arguments": ""},
+               "sap": {"steps": 200, "arguments": "--resolution 64"}},
+}
+
+
+def lineage(runs):
+    """The rounds that made the model: those recorded in the start model, then this one."""
+    from backend.checkpoint import read_checkpoint_info
+
+    start = os.path.join(runs, "start.safetensors")
+    _, metadata = read_checkpoint_info(start)
+    earlier = list(metadata.get("lineage") or [FIRST_ROUND])
+    this_round = {
+        "date": datetime.date.today().isoformat(),
+        "continued_from": {"file": f"models/{MODEL_NAME}.safetensors", "round_date": earlier[-1]["date"],
+                           "sha256": file_digest(start)},
+        "data": "procedural, 8 categories x 100 shapes (seeds 0-99)",
+        "stages": stage_summary(runs),
+    }
+    return earlier + [this_round]
+
+
+def join_priors_and_voxel_encoder(prior_model, voxel_model, destination, rounds):
     """One model: the VAE and voxel encoder of `voxel_model`, the priors of `prior_model` (both
-    runs start from the same VAE, which neither changes; checked)."""
+    runs start from the same VAE, which neither changes; checked), and its lineage."""
     import torch
 
     from backend.checkpoint import load_checkpoint, save_checkpoint
 
     priors, voxel = load_checkpoint(prior_model), load_checkpoint(voxel_model)
-    if priors.config != voxel.config:
-        raise ValueError(f"{prior_model} and {voxel_model} have different configs")
     for name, value in priors.tensors.items():
         if name.startswith("vae.") and not torch.equal(value, voxel.tensors[name]):
             raise ValueError(f"{prior_model} and {voxel_model} hold different VAEs ({name})")
-    tensors = dict(voxel.tensors)
+    if priors.config.vae != voxel.config.vae:
+        raise ValueError(f"{prior_model} and {voxel_model} have different VAE configs")
+    # The priors' config (parameterization, categories) is the model's; the voxel run kept the
+    # VAE's, whose priors it never trained.
+    tensors = {name: value for name, value in voxel.tensors.items() if not name.startswith(("shape_prior.", "point_prior."))}
     tensors.update({name: value for name, value in priors.tensors.items()
                     if name.startswith(("shape_prior.", "point_prior."))})
     metadata = {**voxel.metadata, "stage": "joined", "step": priors.metadata.get("step"),
                 "prior_step": priors.metadata.get("step"),
                 "voxel_encoder_step": voxel.metadata.get("step"),
-                "trained_parts": ["vae", "shape_prior", "point_prior", "voxel_encoder"]}
-    save_checkpoint(destination, tensors, voxel.config, metadata)
+                "trained_parts": ["vae", "shape_prior", "point_prior", "voxel_encoder"],
+                "lineage": rounds}
+    save_checkpoint(destination, tensors, priors.config, metadata)
 
 
 def package(runs, models_dir, device):
@@ -235,7 +398,8 @@ def package(runs, models_dir, device):
     products = {name: product for name, _, product in stages(runs)}
     os.makedirs(models_dir, exist_ok=True)
     final = os.path.join(runs, "joined.safetensors")
-    join_priors_and_voxel_encoder(products["prior"], products["voxel_encoder"], final)
+    rounds = lineage(runs)
+    join_priors_and_voxel_encoder(products["prior"], products["voxel_encoder"], final, rounds)
     model_path = os.path.join(models_dir, f"{MODEL_NAME}.safetensors")
     save_half_precision(final, model_path)
     if device == "auto":
@@ -251,28 +415,40 @@ def package(runs, models_dir, device):
     # The server uses a shipped network; ship it only where it beats the estimated normals.
     shipped = [model_path]
     if reconstruction["network"] < reconstruction["estimated normals"]:
-        shutil.copyfile(products["sap"], sap_path)
+        if os.path.abspath(products["sap"]) != os.path.abspath(sap_path):
+            shutil.copyfile(products["sap"], sap_path)
         shipped.append(sap_path)
     elif os.path.exists(sap_path):
         os.remove(sap_path)
-    round_trip = inversion_round_trip(model)
-    print(f"[recipe] DDIM inversion round trip, relative error: {round_trip}", flush=True)
-    metrics = evaluate(model, os.path.join(runs, "evaluation"))
-    return {
+    out_dir = os.path.join(runs, "evaluation")
+    facts = {
         "date": datetime.date.today().isoformat(),
         "parameters": model.parameter_counts(),
-        "metadata": metadata,
-        "stages": stage_summary(runs),
-        "metrics": metrics,
+        "config": {"prediction": model.config.diffusion.prediction, "categories": model.categories},
+        "lineage": rounds,
         "files": {os.path.basename(p): os.path.getsize(p) for p in shipped},
         "reconstruction": reconstruction,
-        "inversion_round_trip": round_trip,
         "max_weight_rounding": with_half,
+        "latents": evaluate_latents(model),
+        "inversion_round_trip": inversion_round_trip(model),
+        "metrics": evaluate(model, out_dir),
+        "categories": evaluate_categories(model, out_dir),
+        "variations": evaluate_variations(model, out_dir),
     }
+    for key in ("latents", "inversion_round_trip", "categories", "variations"):
+        print(f"[recipe] {key}: {facts[key]}", flush=True)
+    return facts
+
+
+def _percent(value):
+    return f"{value * 100:.0f}%"
 
 
 def write_model_card(facts, path):
-    metrics = facts["metrics"]
+    from backend.pipelines import DEFAULT_GUIDANCE
+
+    metrics, latents = facts["metrics"], facts["latents"]
+    categories = facts["config"]["categories"]
     lines = [
         f"# LION default model ({facts['date']})",
         "",
@@ -280,6 +456,9 @@ def write_model_card(facts, path):
         "architecture in the `tiny` configuration (2048 points, z0 of 128 numbers, latent points",
         "with 1 feature), trained by `python3 build.py train-default` (scripts/train_default_model.py)",
         "with the project's own training stages, on the project's own procedural shapes.",
+        f"The priors predict `{facts['config']['prediction']}`"
+        + (f"; the z0 prior is conditioned on the category ({', '.join(categories)}), with classifier-free"
+           " guidance, so Generate can be asked for one." if categories else "."),
         "",
         "## Data",
         "",
@@ -289,14 +468,22 @@ def write_model_card(facts, path):
         "What it knows is these categories only: an artist's mesh of another kind is pulled towards",
         "the nearest of them.",
         "",
-        "## Training",
+        "## Lineage",
         "",
-        "| stage | steps | time | arguments of `python -m backend.train` |",
-        "|---|---|---|---|",
+        "Each round of `build.py train-default` continues from the shipped model, so rounds add up.",
+        "Steps and arguments of `python -m backend.train` per round (times on a 2-core CPU):",
+        "",
+        "| round | continued from | stage | steps | time | arguments |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, stage in facts["stages"].items():
-        minutes = f"{stage['seconds'] / 60:.0f} min" if stage["seconds"] is not None else "?"
-        lines.append(f"| {name} | {stage['steps']} | {minutes} | `{stage['arguments']}` |")
+    for number, round_ in enumerate(facts["lineage"], start=1):
+        origin = round_["continued_from"]
+        origin = f"round {number - 1} (sha256 {origin['sha256'][:12]})" if origin else "scratch"
+        for name, stage in round_["stages"].items():
+            seconds = stage.get("seconds")
+            minutes = f"{seconds / 60:.0f} min" if seconds else "?"
+            lines.append(f"| {number} ({round_['date']}) | {origin} | {name} | {stage['steps']} | {minutes} | "
+                         f"`{stage['arguments']}` |")
     counts = ", ".join(f"{k} {v:,}" for k, v in facts["parameters"].items())
     lines += [
         "",
@@ -304,19 +491,65 @@ def write_model_card(facts, path):
         f"{facts['max_weight_rounding']:.1e}) and computed in float32.",
         "Files: " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in facts["files"].items()) + ".",
         "",
+        "## Latents",
+        "",
+        "On 32 held-out shapes (posterior means): z0 varies across shapes by "
+        f"{latents['z0_spread']:.3f} per dimension against a posterior sigma of {latents['z0_sigma']:.3f};",
+        f"the latent points' xyz posterior sigma is {latents['h0_xyz_sigma']:.3f} (the shapes' own spread "
+        f"{latents['shape_spread']:.2f}). Decoding a shape's latent points with another shape's z0 moves the",
+        f"result by a Chamfer distance of {latents['z0_swap_moves']:.4f}, where the two shapes are "
+        f"{latents['shapes_apart']:.4f} apart.",
+        "",
         "## Generation quality",
         "",
-        f"{8 * HELD_OUT_PER_CATEGORY} shapes sampled with DDIM-{EVALUATION_STEPS} against "
+        f"{8 * HELD_OUT_PER_CATEGORY} unconditional samples (DDIM-{EVALUATION_STEPS}) against "
         f"{HELD_OUT_PER_CATEGORY} held-out shapes per category (seeds from {HELD_OUT_FIRST_SEED}), "
-        "with `python -m backend.evaluate` (Chamfer distance, LION's protocol; 1-NNA: 50% is ideal):",
+        "with `python -m backend.evaluate` (Chamfer distance, LION's protocol; 1-NNA: 50% is ideal).",
+        f"Real training shapes against the same held-out set, at the same set size, score "
+        f"{_percent(metrics['real_vs_real_1-NNA-CD'])} 1-NNA-CD: the best this set size can show.",
         "",
         "| metric | value |",
         "|---|---|",
+        f"| 1-NNA-CD | {metrics['1-NNA-CD'] * 100:.1f}% |",
+        f"| COV-CD | {metrics['COV-CD'] * 100:.1f}% |",
+        f"| MMD-CD | {metrics['MMD-CD']:.3e} |",
+        f"| samples' median half extent (data's) | {metrics['half_extent']:.2f} ({metrics['reference_half_extent']:.2f}) |",
+        "",
+        "Categories of the samples' nearest held-out shapes: "
+        + ", ".join(f"{name} {_percent(share)}" for name, share in metrics["nearest_category_shares"].items()) + ".",
     ]
-    for key in ("1-NNA-CD", "COV-CD", "MMD-CD"):
-        if key in metrics:
-            value = metrics[key]
-            lines.append(f"| {key} | {value * 100:.1f}% |" if key != "MMD-CD" else f"| {key} | {value:.3e} |")
+    if facts["categories"]:
+        lines += [
+            "",
+            f"Asked for a category (guidance {DEFAULT_GUIDANCE:g}, the add-on's default), {HELD_OUT_PER_CATEGORY} samples each: the share "
+            "whose nearest held-out shape is of that category:",
+            "",
+            "| " + " | ".join(facts["categories"]) + " |",
+            "|" + "---|" * len(facts["categories"]),
+            "| " + " | ".join(_percent(v) for v in facts["categories"].values()) + " |",
+        ]
+    variations = facts["variations"]
+    lines += [
+        "",
+        f"Variations at the add-on's default similarity (tau {VARIATION_TAU}), 3 of each of 2 held-out shapes",
+        f"per category: {_percent(variations['kept_category'])} keep the source's category (nearest held-out shape). "
+        f"They lie {variations['chamfer_to_source']:.4f} from their source",
+        f"and {variations['chamfer_between']:.4f} from each other (Chamfer), where the VAE's own reconstruction "
+        f"error is {variations['reconstruction_chamfer']:.4f}.",
+    ]
+    ablations = facts.get("ablations") or []
+    if ablations:
+        lines += ["", "## Ablations behind the choices", ""]
+        for ablation in ablations:
+            lines += [f"{ablation['note']} ({ablation['date']}, {ablation['steps']} steps, "
+                      f"{', '.join(ablation['categories'])}, VAE {ablation['vae']}):", "",
+                      "| variant | arguments | 1-NNA-CD | real vs real | COV-CD | half extent (data) |",
+                      "|---|---|---|---|---|---|"]
+            for name, r in ablation["results"].items():
+                lines.append(f"| {name} | `{r['arguments']}` | {_percent(r['1-NNA-CD'])} | "
+                             f"{_percent(r['real_vs_real_1-NNA-CD'])} | {_percent(r['COV-CD'])} | "
+                             f"{r['half_extent']:.2f} ({r['reference_half_extent']:.2f}) |")
+            lines.append("")
     reconstruction = facts["reconstruction"]
     shipped_network = f"{MODEL_NAME}-sap.safetensors" in facts["files"]
     lines += [
@@ -340,21 +573,10 @@ def write_model_card(facts, path):
     trip = facts["inversion_round_trip"]
     lines += [
         "", "## Limits", "",
-        "This is a small model trained for under two hours on a 2-core CPU, far less than",
-        "LION's priors get. What that means for an artist:",
-        "",
-        "- Generate Variations keeps the source's category for most variations (a test checks",
-        "  at least half, chance being 1 in 8), but shapes are blurred point clouds rather than",
-        "  crisp parts. Fresh samples (Generate) are blobs: the priors have not learned to make",
-        "  shapes from pure noise (the 1-NNA above says as much).",
-        f"- Interpolate does not work well yet: DDIM inversion then sampling gives the latent points",
-        f"  back with a mean error of {trip['latent_points']:.2f} of their standard deviation (z0: "
-        f"{trip['shape_latent']:.2f}),",
-        "  so frames need not resemble A and B. A strict-xfail test records the criterion.",
-        "- The VAE was trained with a KL weight of 0.01 (LION: 0.5) so that 3000 CPU steps",
-        "  reconstruct well; its latent points are then nearly the input points, and the point",
-        "  prior must learn fine surface detail itself, which is what it has not yet learned.",
-        "",
+        "This is a small model trained on a 2-core CPU, far less than LION's priors get.",
+        f"DDIM inversion (3 refinement passes) then sampling gives the latent points back with a mean error",
+        f"of {trip['latent_points']:.2f} of their standard deviation (z0: {trip['shape_latent']:.2f}): what "
+        "Interpolate's end frames rest on.",
         "Retrain with more steps on a GPU (`python3 build.py train-default --device cuda`, after",
         "raising the steps in scripts/train_default_model.py) for a better model.",
         "",
@@ -369,16 +591,30 @@ def main():
     parser.add_argument("--models", default=os.path.join(ROOT, "models"), help="where the shipped files go")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--only", nargs="*", help="train only these stages (then stop, no packaging)")
+    parser.add_argument("--retrain-sap", action="store_true",
+                        help="train the Shape As Points network again instead of keeping the shipped one")
+    parser.add_argument("--ablation", action="append", default=[],
+                        help="NOTE=PATH of a scripts/ablate_priors.py ablation.json to record in the card")
     args = parser.parse_args()
     runs = os.path.abspath(args.runs)
-    train(runs, args.device, args.only)
+    models = os.path.abspath(args.models)
+    copy_start(runs, models)
+    shipped_sap = os.path.join(models, f"{MODEL_NAME}-sap.safetensors")
+    reuse_sap = shipped_sap if os.path.isfile(shipped_sap) and not args.retrain_sap else None
+    train(runs, args.device, args.only, reuse_sap)
     if args.only:
         return
-    facts = package(runs, os.path.abspath(args.models), args.device)
+    facts = package(runs, models, args.device)
+    facts["ablations"] = []
+    for entry in args.ablation:
+        note, _, path = entry.partition("=")
+        with open(path) as f:
+            facts["ablations"].append({"note": note, "date": datetime.date.fromtimestamp(os.path.getmtime(path)).isoformat(),
+                                       **json.load(f)})
     with open(os.path.join(runs, "model_card.json"), "w") as f:
         json.dump(facts, f, indent=2, default=str)
-    write_model_card(facts, os.path.join(args.models, f"{MODEL_NAME}.md"))
-    print(f"[recipe] written: {args.models}/{MODEL_NAME}.safetensors, {MODEL_NAME}-sap.safetensors, {MODEL_NAME}.md")
+    write_model_card(facts, os.path.join(models, f"{MODEL_NAME}.md"))
+    print(f"[recipe] written: {models}/{MODEL_NAME}.safetensors, {MODEL_NAME}-sap.safetensors, {MODEL_NAME}.md")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ This is what a checkpoint holds and what the pipelines load. Its state dict has 
 import copy
 from typing import Dict, Optional
 
+import torch
 from torch import nn
 
+from backend import diffusion
 from backend.config import LionConfig, validate_config
 from backend.models.priors import LatentPointPrior, ShapeLatentPrior
 from backend.models.vae import LionVAE
@@ -52,10 +54,61 @@ class LionModel(nn.Module):
         self.config = config
         self.normalization = normalization
         self.vae = LionVAE(config.vae)
-        self.shape_prior = ShapeLatentPrior(config.shape_prior, config.vae.shape_latent_dim)
+        schedule = config.diffusion
+        logit_init = schedule.mixing_logit_init if schedule.prediction == "mixed" else None
+        self.shape_prior = ShapeLatentPrior(config.shape_prior, config.vae.shape_latent_dim, logit_init)
         self.point_prior = LatentPointPrior(config.point_prior, config.latent_point_dim,
-                                            config.vae.shape_latent_dim, config.vae.adaptive_norm_init_scale)
+                                            config.vae.shape_latent_dim, config.vae.adaptive_norm_init_scale,
+                                            num_points=config.vae.num_points, mixing_logit_init=logit_init)
         self.voxel_encoder = VoxelGuideEncoder(self.vae) if with_voxel_encoder else None
+        self.schedule = diffusion.DiffusionSchedule(schedule.num_steps, schedule.beta_start, schedule.beta_end)
+
+    @property
+    def categories(self):
+        """The category names the shape prior can be asked for (empty: unconditional)."""
+        return list(self.config.shape_prior.categories)
+
+    def category_label(self, category: Optional[str]) -> int:
+        """The shape prior's label of a category name; None or "any" is the "no category" label."""
+        if category is None or category == "any":
+            return self.shape_prior.no_category if self.categories else -1
+        if category not in self.categories:
+            known = ", ".join(self.categories) if self.categories else "none (this model is unconditional)"
+            raise ValueError(f"category must be one of: any, {known}; got {category!r}")
+        return self.categories.index(category)
+
+    def _as_eps(self, network, prior):
+        prediction = self.config.diffusion.prediction
+        return diffusion.as_eps_model(self.schedule, network, prediction, getattr(prior, "mixing_logit", None))
+
+    def shape_eps_model(self, category: Optional[str] = None, guidance: float = 1.0):
+        """eps_model(z_t [B, Dz], index [B]) -> noise prediction, for every sampler and for DDIM
+        inversion, whatever the prior predicts.
+
+        category: a name from `categories` (or None/"any"). With a category, `guidance` is the
+        classifier-free guidance scale w: eps = eps_any + w·(eps_category - eps_any), so 1 is
+        the plain conditional prediction and larger values hold samples closer to the category.
+        """
+        label = self.category_label(category)
+        if label < 0 or label == self.shape_prior.no_category:
+            network = (lambda x, index: self.shape_prior(x, index)) if label < 0 else (
+                lambda x, index: self.shape_prior(x, index, torch.full((x.shape[0],), label, dtype=torch.int64)))
+            return self._as_eps(network, self.shape_prior)
+        any_label = self.shape_prior.no_category
+
+        def guided(x, index):
+            labels = torch.tensor([label, any_label], dtype=torch.int64).repeat_interleave(x.shape[0])
+            conditional, unconditional = self.shape_prior(torch.cat([x, x]), torch.cat([index, index]), labels).chunk(2)
+            return unconditional + guidance * (conditional - unconditional)
+
+        # Guidance mixes raw outputs; every parameterization here is affine in them, so this
+        # equals mixing the noise predictions.
+        return self._as_eps(guided, self.shape_prior)
+
+    def point_eps_model(self, shape_latent):
+        """eps_model(h_t [B, N, 3 + Dh], index [B]) -> noise prediction of the h0 prior given the
+        shape latents z0 float [B, Dz]."""
+        return self._as_eps(lambda x, index: self.point_prior(x, index, shape_latent), self.point_prior)
 
     @property
     def encode_voxel_guide(self):

@@ -1,4 +1,9 @@
-"""The two latent denoising networks of LION: eps = prior(x_t, t, ...).
+"""The two latent denoising networks of LION: output = prior(x_t, t, ...).
+
+What the output means (noise, v, or the network half of LION's mixed score) is the config's
+`diffusion.prediction`; `LionModel.shape_eps_model` / `point_eps_model` turn it into the noise
+prediction samplers use. With the mixed score each network carries its `mixing_logit`
+parameter (one per latent dimension), where the released checkpoints keep theirs.
 
 Time-step convention: `t` is the 0-based step index of `backend.diffusion`, t in {0 .. T-1},
 where x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps with abar_t = prod_{s<=t} (1 - beta_s).
@@ -49,9 +54,10 @@ class ShapeLatentPrior(nn.Module):
     projection to the hidden width, residual squeeze-excitation blocks that add the time
     embedding, and an output projection."""
 
-    def __init__(self, config: ShapeLatentPriorConfig, latent_dim: int):
+    def __init__(self, config: ShapeLatentPriorConfig, latent_dim: int, mixing_logit_init=None):
         super().__init__()
         self.latent_dim = latent_dim
+        self.categories = list(config.categories)
         self.time_embedding_dim = config.time_embedding_dim
         self.time_in = nn.Linear(config.time_embedding_dim, config.time_hidden_channels)
         self.time_out = nn.Linear(config.time_hidden_channels, config.hidden_channels)
@@ -59,14 +65,32 @@ class ShapeLatentPrior(nn.Module):
         self.blocks = nn.ModuleList(
             ResidualSEBlock(config.hidden_channels, config.dropout) for _ in range(config.num_blocks))
         self.output_proj = nn.Linear(config.hidden_channels, latent_dim)
+        if self.categories:
+            # Row len(categories) is "no category": trained by dropping labels, used by guidance.
+            self.category_embedding = nn.Embedding(len(self.categories) + 1, config.hidden_channels)
+            nn.init.zeros_(self.category_embedding.weight)
+        if mixing_logit_init is not None:
+            self.mixing_logit = nn.Parameter(torch.full((latent_dim,), float(mixing_logit_init)))
 
-    def forward(self, shape_latent, t):
-        """shape_latent: noisy z_t, float [B, Dz]; t: 0-based step index, scalar or [B]
-        -> predicted noise, float [B, Dz]."""
+    @property
+    def no_category(self) -> int:
+        """The label that means "any category" (the unconditional prediction)."""
+        return len(self.categories)
+
+    def forward(self, shape_latent, t, category=None):
+        """shape_latent: noisy z_t, float [B, Dz]; t: 0-based step index, scalar or [B];
+        category: int64 [B] labels in 0..len(categories) (the last: none), only for a
+        class-conditioned prior (None there means none) -> output, float [B, Dz]."""
         if shape_latent.dim() != 2 or shape_latent.shape[1] != self.latent_dim:
             raise ValueError(f"shape_latent must have shape [B, {self.latent_dim}], got {tuple(shape_latent.shape)}")
         steps = _step_numbers(t, shape_latent.shape[0], shape_latent.device)
         time = self.time_out(self.time_in(sinusoidal_embedding(steps, self.time_embedding_dim)))
+        if self.categories:
+            if category is None:
+                category = torch.full((shape_latent.shape[0],), self.no_category, dtype=torch.int64)
+            time = time + self.category_embedding(category.to(shape_latent.device))
+        elif category is not None:
+            raise ValueError("this shape prior has no categories")
         x = self.input_proj(shape_latent)
         for block in self.blocks:
             x = block(x, time)
@@ -79,8 +103,10 @@ class LatentPointPrior(nn.Module):
     a sinusoidal embedding and a small MLP whose output joins the U-Net's features."""
 
     def __init__(self, config: LatentPointPriorConfig, point_dim: int, condition_dim: int,
-                 init_scale: float = 0.1):
+                 init_scale: float = 0.1, num_points=None, mixing_logit_init=None):
         super().__init__()
+        if mixing_logit_init is not None:
+            self.mixing_logit = nn.Parameter(torch.full((num_points, point_dim), float(mixing_logit_init)))
         self.point_dim = point_dim
         self.condition_dim = condition_dim
         self.time_embedding_dim = config.time_embedding_dim

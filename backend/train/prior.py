@@ -1,36 +1,129 @@
 """Stage 2: train LION's two latent DDMs on the encodings of a frozen, trained VAE.
 
-    python -m backend.train prior --vae runs/vae/model.safetensors --data procedural --out runs/prior
+    python -m backend.train prior --vae runs/vae/model.safetensors --data procedural --out runs/prior \
+        --prediction v --class-conditional
 
-Each step encodes a batch with the frozen VAE (posterior samples, as LION trains its priors),
-then takes the epsilon-prediction MSE of the z0 prior on z0 and of the h0 prior on h0 given
-the clean z0. Both priors share one Adam optimizer (lr 2e-4); an exponential moving average
-of their weights (0.9999) is what the saved model carries. The data normalization is the
-VAE's, read from its checkpoint.
+1. The training set is encoded once by the frozen VAE: for every shape, --encodings-per-shape
+   posterior draws, each a z0 sample of q(z0|x) (from its own random subset of points) and
+   the posterior (mean, log sigma) of h0 given it. This is the data of both priors, so a step
+   costs the priors' networks only, not the VAE's encoders.
+2. Each step trains the h0 prior on one batch of h0 posterior samples given their z0, and
+   the z0 prior (an MLP on 128 numbers, far cheaper) --shape-steps-per-step times on larger
+   batches of fresh z0 posterior samples: the z0 prior gets many more updates.
+
+Pipelines encode shapes to posterior samples too (backend.pipelines.encode), so variations,
+interpolation and inversion feed the priors the latents they were trained on.
+
+--prediction chooses what the networks predict (backend.diffusion: eps, v, or LION's mixed
+score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a short run).
+--class-conditional gives the z0 prior the data's categories, with labels dropped at
+--label-dropout for classifier-free guidance. Both are recorded in the saved model's config.
+--continue-priors keeps the priors (and their config) of the --vae model and trains them on.
+
+Each prior has its own Adam optimizer; an exponential moving average of both (with warm-up,
+runtime.EMA) is what the saved model carries. The data normalization is the VAE's.
 """
 import argparse
+import dataclasses
+import os
 
 import torch
 
 from backend import diffusion, pipelines
+from backend.config import PREDICTIONS
+from backend.models.priors import LatentPointPrior, ShapeLatentPrior
+from backend.models.vae import sample_gaussian
 from backend.train import runtime
 
 DEFAULT_LR = 2e-4
 DEFAULT_EMA = 0.9999
+ENCODINGS_FILE = "encodings.pt"
 
 
 class Priors(torch.nn.Module):
-    """Both priors as one module, so one optimizer, one EMA and one DDP wrapper serve them."""
+    """Both priors as one module, so one EMA and one state entry serve them."""
 
     def __init__(self, model):
         super().__init__()
         self.shape_prior, self.point_prior = model.shape_prior, model.point_prior
 
-    def forward(self, shape_latent, latent_points, schedule, generator):
-        loss_shape = diffusion.training_loss(schedule, self.shape_prior, shape_latent, generator=generator)
-        loss_points = diffusion.training_loss(
-            schedule, lambda x, t: self.point_prior(x, t, shape_latent), latent_points, generator=generator)
-        return loss_shape, loss_points
+
+class PriorLoss(torch.nn.Module):
+    """The denoising loss of one prior as a module, so that a DDP wrapper sees every parameter
+    it uses (the mixing logits are used outside the network): forward(x0, condition, generator),
+    the condition being the z0 prior's labels or the h0 prior's z0."""
+
+    def __init__(self, prior, schedule, prediction):
+        super().__init__()
+        self.prior, self.schedule, self.prediction = prior, schedule, prediction
+
+    def forward(self, x0, condition, generator):
+        return diffusion.training_loss(self.schedule, lambda x, index: self.prior(x, index, condition), x0,
+                                       prediction=self.prediction, mixing_logit=getattr(self.prior, "mixing_logit", None),
+                                       generator=generator)
+
+
+def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None):
+    """Give `model` fresh priors for a new parameterization and/or category list; the config
+    records them, so every later caller reads them from there."""
+    config = model.config
+    diffusion_config = dataclasses.replace(
+        config.diffusion, prediction=prediction or config.diffusion.prediction,
+        mixing_logit_init=config.diffusion.mixing_logit_init if mixing_logit_init is None else mixing_logit_init)
+    shape_config = dataclasses.replace(config.shape_prior,
+                                       categories=list(categories) if categories is not None else config.shape_prior.categories)
+    model.config = dataclasses.replace(config, diffusion=diffusion_config, shape_prior=shape_config)
+    logit_init = diffusion_config.mixing_logit_init if diffusion_config.prediction == "mixed" else None
+    device = next(model.vae.parameters()).device
+    model.shape_prior = ShapeLatentPrior(shape_config, config.vae.shape_latent_dim, logit_init).to(device)
+    model.point_prior = LatentPointPrior(config.point_prior, config.latent_point_dim, config.vae.shape_latent_dim,
+                                         config.vae.adaptive_norm_init_scale, num_points=config.vae.num_points,
+                                         mixing_logit_init=logit_init).to(device)
+
+
+@torch.no_grad()
+def encode_dataset(vae, dataset, categories, draws, seed, device, batch_size=16):
+    """The priors' training data: a dict of tensors over S = len(dataset)·draws rows:
+    z_mean, z_log_sigma [S, Dz] (q(z0|x)), z [S, Dz] (the z0 sample h0 was encoded with),
+    h_mean, h_log_sigma [S, N, 3 + Dh] (q(h0|x, z)), label int64 [S] (index in `categories`,
+    or -1 without categories). Draw d of shape i sees the points of epoch d of the dataset."""
+    rows = {key: [] for key in ("z_mean", "z_log_sigma", "z", "h_mean", "h_log_sigma", "label")}
+    vae.eval()
+    for draw in range(draws):
+        dataset.set_epoch(draw)
+        generator = torch.Generator().manual_seed(seed * 1000 + draw)
+        for first in range(0, len(dataset), batch_size):
+            indices = range(first, min(first + batch_size, len(dataset)))
+            points = torch.stack([dataset[i] for i in indices]).to(device)
+            encoding = vae.encode(points, sample=True, generator=generator)
+            rows["z_mean"].append(encoding.shape_latent_mean)
+            rows["z_log_sigma"].append(encoding.shape_latent_log_sigma)
+            rows["z"].append(encoding.shape_latent)
+            rows["h_mean"].append(encoding.latent_points_mean)
+            rows["h_log_sigma"].append(encoding.latent_points_log_sigma)
+            rows["label"].append(torch.tensor([categories.index(dataset.category(i)) if categories else -1
+                                               for i in indices], dtype=torch.int64))
+    dataset.set_epoch(0)
+    return {key: torch.cat(value).cpu() for key, value in rows.items()}
+
+
+def load_or_encode(args, dist, vae, dataset, categories):
+    """The encodings of RUN/encodings.pt, made once (a resumed run reads them back)."""
+    path = os.path.join(args.out, ENCODINGS_FILE)
+    if os.path.isfile(path):
+        return torch.load(path, weights_only=True)
+    encodings = encode_dataset(vae, dataset, categories, args.encodings_per_shape, args.seed, dist.device)
+    if dist.is_main:
+        torch.save(encodings, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    return encodings
+
+
+def drop_labels(labels, no_category, rate, generator):
+    """Labels with a fraction `rate` replaced by the "no category" label (classifier-free
+    guidance trains the unconditional prediction on those)."""
+    dropped = torch.rand(labels.shape, generator=generator, device=generator.device).to(labels.device) < rate
+    return torch.where(dropped, torch.full_like(labels, no_category), labels)
 
 
 def parse_arguments(argv):
@@ -41,6 +134,17 @@ def parse_arguments(argv):
     runtime.data_arguments(parser)
     parser.add_argument("--ema", type=float, default=DEFAULT_EMA, help="EMA decay of the prior weights")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    parser.add_argument("--prediction", choices=PREDICTIONS, help="what the priors predict (default: the --vae model's)")
+    parser.add_argument("--mixing-logit-init", type=float, help="mixed score: the logits' start (LION: -6)")
+    parser.add_argument("--mixing-logit-lr-scale", type=float, default=1.0,
+                        help="mixed score: learning rate of the logits over the networks'")
+    parser.add_argument("--class-conditional", action="store_true", help="condition the z0 prior on the data's categories")
+    parser.add_argument("--label-dropout", type=float, default=0.2, help="share of unlabelled z0 prior examples")
+    parser.add_argument("--continue-priors", action="store_true", help="train on the priors of the --vae model")
+    parser.add_argument("--encodings-per-shape", type=int, default=4, help="posterior draws per training shape")
+    parser.add_argument("--shape-steps-per-step", type=int, default=4, help="z0 prior updates per step")
+    parser.add_argument("--shape-batch-size", type=int, default=64, help="z0 samples per z0 prior update")
+    parser.add_argument("--shape-lr", type=float, help="z0 prior learning rate (default: --lr)")
     return parser.parse_args(argv)
 
 
@@ -49,35 +153,69 @@ def main(argv=None):
     dist = runtime.start_run(args)
 
     model, vae_metadata, dataset = runtime.load_trained_model(args.vae, args, dist)
+    model.voxel_encoder = None
     model.vae.requires_grad_(False).eval()
+    categories = sorted({dataset.category(i) for i in range(len(dataset))}) if args.class_conditional else []
+    if not args.continue_priors:
+        rebuild_priors(model, args.prediction, categories, args.mixing_logit_init)
+    elif args.class_conditional and model.categories != categories:
+        raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
+    categories = model.categories
+    encodings = load_or_encode(args, dist, model.vae, dataset, categories)
     priors = Priors(model)
-    trainer = dist.wrap(priors)
-    optimizer = torch.optim.Adam(priors.parameters(), lr=args.lr or DEFAULT_LR)
+    schedule = model.schedule
+    prediction = model.config.diffusion.prediction
+    losses = {"shape": dist.wrap(PriorLoss(model.shape_prior, schedule, prediction)),
+              "points": dist.wrap(PriorLoss(model.point_prior, schedule, prediction))}
+    lr = args.lr or DEFAULT_LR
+    optimizers = {
+        "shape": torch.optim.Adam(_groups(model.shape_prior, args.shape_lr or lr, args.mixing_logit_lr_scale)),
+        "points": torch.optim.Adam(_groups(model.point_prior, lr, args.mixing_logit_lr_scale)),
+    }
     ema = runtime.EMA(priors, args.ema)
-    schedule = pipelines.schedule_of(model)
-    batches = runtime.BatchOrder(dataset, args.batch_size, args.seed, dist)
+    rows = encodings["z"].shape[0]
 
-    parts = {"priors": priors, "optimizer": optimizer, "ema": ema}
+    parts = {"priors": priors, "optimizer_shape": optimizers["shape"], "optimizer_points": optimizers["points"],
+             "ema": ema}
     step = runtime.restore_state(args, dist, parts)
     run_log = runtime.RunLog(args.out, args.steps, step, dist.is_main)
 
-    def train_step(step):
-        points = batches.batch(step).to(dist.device)
-        runtime.seed_step(args.seed, dist.rank, step)
-        generator = runtime.step_generator(args.seed, dist.rank, step, dist.device)
-        with torch.no_grad():
-            encoding = model.vae.encode(points, sample=True, generator=generator)
-        loss_shape, loss_points = trainer(encoding.shape_latent, encoding.latent_points, schedule, generator)
-        loss = loss_shape + loss_points
-        if not runtime.is_finite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
+    def take(generator, count):
+        return torch.randint(0, rows, (count,), generator=generator)
+
+    def update(name, module, loss):
+        optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
-        scalars = {"loss": loss.item(), "loss_shape_latent": loss_shape.item(), "loss_latent_points": loss_points.item()}
-        if args.grad_clip > 0:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(priors.parameters(), args.grad_clip).item()
-        optimizer.step()
-        ema.update(priors)
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), args.grad_clip).item() if args.grad_clip > 0 else None
+        optimizers[name].step()
+        return norm
+
+    def train_step(step):
+        runtime.seed_step(args.seed, dist.rank, step)
+        generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
+        device = dist.device
+        scalars = {}
+        for _ in range(args.shape_steps_per_step):
+            chosen = take(generator, args.shape_batch_size)
+            z0 = sample_gaussian(encodings["z_mean"][chosen], encodings["z_log_sigma"][chosen], generator).to(device)
+            labels = None
+            if categories:
+                labels = drop_labels(encodings["label"][chosen], model.shape_prior.no_category, args.label_dropout,
+                                     generator).to(device)
+            loss_shape = losses["shape"](z0, labels, generator)
+            _check(loss_shape, step)
+            scalars["grad_norm_shape"] = update("shape", model.shape_prior, loss_shape)
+        chosen = take(generator, args.batch_size)
+        z0 = encodings["z"][chosen].to(device)
+        h0 = sample_gaussian(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen], generator).to(device)
+        loss_points = losses["points"](h0, z0, generator)
+        _check(loss_points, step)
+        scalars["grad_norm_points"] = update("points", model.point_prior, loss_points)
+        ema.update(priors, step)
+        scalars.update(loss_shape_latent=loss_shape.item(), loss_latent_points=loss_points.item())
+        for name, prior in (("shape", model.shape_prior), ("points", model.point_prior)):
+            if hasattr(prior, "mixing_logit"):
+                scalars[f"mixing_weight_{name}"] = torch.sigmoid(prior.mixing_logit).mean().item()
         return scalars
 
     def checkpoint(step):
@@ -98,12 +236,28 @@ def main(argv=None):
     return runtime.run_steps(args, dist, run_log, step, train_step, checkpoint)
 
 
+def _groups(prior, lr, logit_lr_scale):
+    """Adam parameter groups: the network at `lr`, its mixing logits (if any) scaled apart."""
+    logits = [p for name, p in prior.named_parameters() if name == "mixing_logit"]
+    rest = [p for name, p in prior.named_parameters() if name != "mixing_logit"]
+    return [{"params": rest, "lr": lr}] + ([{"params": logits, "lr": lr * logit_lr_scale}] if logits else [])
+
+
+def _check(loss, step):
+    if not runtime.is_finite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
+
+
 @torch.no_grad()
 def render_samples(model, run_dir, step, seed, count=8):
-    """Fresh samples (DDIM, 25 steps) of the model with its current prior weights."""
+    """Fresh samples (DDIM, 25 steps) of the model with its current prior weights: one per
+    category for a class-conditioned model, else `count`."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    points = pipelines.sample(model, count, generator)
+    if model.categories:
+        points = torch.cat([pipelines.sample(model, 1, generator, category=name) for name in model.categories])
+    else:
+        points = pipelines.sample(model, count, generator)
     model.train()
     model.vae.eval()
     return runtime.save_render(run_dir, "samples", step, points, columns=4)

@@ -100,17 +100,25 @@ class BatchOrder:
 
 
 class EMA:
-    """Exponential moving average of a module's floating-point parameters and buffers."""
+    """Exponential moving average of a module's floating-point parameters and buffers.
+
+    With `step` given to `update`, the decay warms up as min(decay, (1 + step)/(10 + step)),
+    so that a short run's average is not dominated by the initial weights (a plain 0.9999
+    still gives them half the weight after 7000 steps)."""
 
     def __init__(self, module, decay):
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
+    def decay_at(self, step):
+        return self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, module):
+    def update(self, module, step=None):
+        decay = self.decay_at(step)
         for name, value in module.state_dict().items():
             if value.dtype.is_floating_point:
-                self.shadow[name].lerp_(value, 1.0 - self.decay)
+                self.shadow[name].lerp_(value, 1.0 - decay)
             else:
                 self.shadow[name].copy_(value)
 
@@ -200,7 +208,7 @@ def save_render(run_dir, kind, step, clouds, columns):
 
     os.makedirs(os.path.join(run_dir, "renders"), exist_ok=True)
     path = os.path.join(run_dir, "renders", f"{kind}_{step:07d}.png")
-    contact_sheet([cloud.detach().cpu().numpy() for cloud in clouds], path, columns=columns)
+    contact_sheet([cloud.detach().cpu().numpy() for cloud in clouds], path, columns=columns, true_scale=True)
     return path
 
 

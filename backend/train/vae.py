@@ -7,7 +7,11 @@ Loss (LION, stage 1): L1 reconstruction with point-index correspondence (the dec
 point i for input point i), summed over points and coordinates, plus a KL weight times the
 KL divergences of z0 and h0 to N(0, I). The KL weight ramps linearly from 1e-7 to 0.5 over the
 first half of training (--kl-max, --kl-anneal-portion), so the latents first learn to
-reconstruct, then to be regular.
+reconstruct, then to be regular. --kl-shape-scale weighs the z0 term apart (LION: 1): a z0
+that costs less than h0 is what keeps it in use when the latent points are noisy.
+
+--init MODEL starts from an earlier model's VAE weights (its config and data normalization
+too), so that runs on a CPU add up; --kl-start then sets where the ramp begins.
 """
 import argparse
 import os
@@ -28,16 +32,29 @@ def gaussian_kl(mean, log_sigma):
     return kl.flatten(1).sum(dim=1)
 
 
-def vae_loss(vae, points, kl_weight, generator):
+def vae_loss(vae, points, kl_weight, generator, kl_shape_scale=1.0):
     """(loss, scalars) of one batch: points float [B, N, 3], normalized."""
     reconstruction, encoding = vae(points, generator=generator)
     reconstruction_l1 = (reconstruction - points).abs().flatten(1).sum(dim=1).mean()
     kl_shape = gaussian_kl(encoding.shape_latent_mean, encoding.shape_latent_log_sigma).mean()
     kl_points = gaussian_kl(encoding.latent_points_mean, encoding.latent_points_log_sigma).mean()
-    loss = reconstruction_l1 + kl_weight * (kl_shape + kl_points)
+    loss = reconstruction_l1 + kl_weight * (kl_shape_scale * kl_shape + kl_points)
     scalars = {"loss": loss.item(), "reconstruction_l1": reconstruction_l1.item(),
-               "kl_shape_latent": kl_shape.item(), "kl_latent_points": kl_points.item(), "kl_weight": kl_weight}
+               "kl_shape_latent": kl_shape.item(), "kl_latent_points": kl_points.item(), "kl_weight": kl_weight,
+               **latent_usage(encoding)}
     return loss, scalars
+
+
+def latent_usage(encoding):
+    """How much the latents carry, from one batch: the spread of z0's posterior mean across the
+    shapes (per dimension) against its posterior sigma, and the latent points' posterior sigma.
+    A z0 whose spread is far below its sigma has collapsed: the decoder cannot tell shapes apart
+    by it."""
+    with torch.no_grad():
+        z_mean = encoding.shape_latent_mean
+        spread = z_mean.std(dim=0).mean().item() if z_mean.shape[0] > 1 else 0.0
+        return {"z0_spread": spread, "z0_sigma": encoding.shape_latent_log_sigma.exp().mean().item(),
+                "h0_sigma": encoding.latent_points_log_sigma.exp().mean().item()}
 
 
 def parse_arguments(argv):
@@ -50,6 +67,10 @@ def parse_arguments(argv):
     parser.add_argument("--kl-max", type=float, default=KL_WEIGHT_END, help=f"final KL weight (LION: {KL_WEIGHT_END})")
     parser.add_argument("--kl-anneal-portion", type=float, default=0.5,
                         help="fraction of --steps over which the KL weight ramps up (LION: 0.5)")
+    parser.add_argument("--kl-start", type=float, default=KL_WEIGHT_START, help="KL weight at step 0")
+    parser.add_argument("--kl-shape-scale", type=float, default=1.0,
+                        help="factor on the z0 KL term (LION: 1)")
+    parser.add_argument("--init", help="start from this model's VAE (config and normalization included)")
     return parser.parse_args(argv)
 
 
@@ -68,10 +89,14 @@ def main(argv=None):
     args = parse_arguments(argv)
     dist = runtime.start_run(args)
 
-    config = load_config(args.config)
-    dataset = runtime.build_dataset(args, config.vae.num_points)
-    torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
-    model = LionModel(config, dataset.normalization).to(dist.device)
+    if args.init:
+        model, _, dataset = runtime.load_trained_model(args.init, args, dist)
+        model.voxel_encoder = None  # fine-tuned from this VAE later, by its own stage
+    else:
+        config = load_config(args.config)
+        dataset = runtime.build_dataset(args, config.vae.num_points)
+        torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
+        model = LionModel(config, dataset.normalization).to(dist.device)
     vae = dist.wrap(model.vae)
     optimizer = torch.optim.Adam(model.vae.parameters(), lr=args.lr or DEFAULT_LR)
     batches = runtime.BatchOrder(dataset, args.batch_size, args.seed, dist)
@@ -86,8 +111,8 @@ def main(argv=None):
         points = batches.batch(step).to(dist.device)
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, dist.device)
-        kl_weight = runtime.linear_ramp(step, KL_WEIGHT_START, args.kl_max, int(args.steps * args.kl_anneal_portion))
-        loss, scalars = vae_loss(vae, points, kl_weight, generator)
+        kl_weight = runtime.linear_ramp(step, args.kl_start, args.kl_max, int(args.steps * args.kl_anneal_portion))
+        loss, scalars = vae_loss(vae, points, kl_weight, generator, args.kl_shape_scale)
         if not runtime.is_finite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
         optimizer.zero_grad(set_to_none=True)
@@ -102,7 +127,8 @@ def main(argv=None):
         if dist.is_main:
             runtime.save_state(args.out, step, parts)
             runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
-                                      extra={"stage": "vae", "trained_parts": ["vae"], **data_facts})
+                                      extra={"stage": "vae", "trained_parts": ["vae"], **data_facts,
+                                             **({"continued_from": args.init} if args.init else {})})
             render_reconstructions(model, preview, args.out, step)
         dist.barrier()
 

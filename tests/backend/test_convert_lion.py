@@ -321,6 +321,46 @@ def test_converted_weights_compute_the_official_functions():
         assert torch.allclose(model.point_prior(h0, t, z0), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_mixed_score_release_converts_with_its_logits_and_samples(tmp_path):
+    # A release trained with the mixed score: both priors carry a mixing_logit, h0's flattened
+    # point-major (point n, channel c at n*4 + c).
+    config = micro_config()
+    official = random_official_state(config, seed=8)
+    z_logit = torch.linspace(-6, 2, 128).reshape(1, 128, 1, 1)
+    h_logit = torch.linspace(-5, 3, NUM_POINTS * 4).reshape(1, NUM_POINTS * 4, 1, 1)
+    official["global_prior"]["mixing_logit"] = z_logit
+    official["local_prior"]["mixing_logit"] = h_logit
+    with torch.device("meta"):
+        plain = LionModel(config).state_dict()
+    assert "shape_prior.mixing_logit" not in plain
+    from backend.convert_lion import config_for
+
+    mixed_config = config_for(official, config)
+    assert mixed_config.diffusion.prediction == "mixed"
+    model = LionModel(mixed_config).eval()
+    model.load_state_dict(convert_state_dicts(official, config))
+    assert torch.equal(model.shape_prior.mixing_logit, z_logit.flatten())
+    assert model.point_prior.mixing_logit[5, 2] == h_logit.flatten()[5 * 4 + 2]
+    # The mixed noise prediction is what the samplers see.
+    z_t, index = torch.randn(2, 128), torch.tensor([10, 900])
+    weight = torch.sigmoid(z_logit.flatten())
+    gaussian = (1 - model.schedule.alphas_cumprod[index + 1]).sqrt().float()[:, None] * z_t
+    with torch.no_grad():
+        expected = (1 - weight) * gaussian + weight * model.shape_prior(z_t, index)
+        torch.testing.assert_close(model.shape_eps_model()(z_t, index), expected)
+        from backend.pipelines import SamplerSettings, sample
+
+        points = sample(model, 2, torch.Generator().manual_seed(0), SamplerSettings(steps=3))
+    assert points.shape == (2, NUM_POINTS, 3) and torch.isfinite(points).all()
+    # The logits survive a checkpoint round trip.
+    from backend.checkpoint import save_model
+
+    save_model(tmp_path / "mixed.safetensors", model)
+    loaded, _ = load_model(tmp_path / "mixed.safetensors")
+    assert loaded.config.diffusion.prediction == "mixed"
+    assert torch.equal(loaded.point_prior.mixing_logit, model.point_prior.mixing_logit)
+
+
 def test_release_file_converts_through_the_command(tmp_path):
     # The release layout: VAE and a ModuleList of both priors, saved from DataParallel.
     config = get_config("paper")
@@ -348,7 +388,11 @@ def test_unexpected_official_content_is_rejected(tmp_path):
     config = micro_config()
     official = random_official_state(config)
     with pytest.raises(ValueError, match="not part of the released LION architecture"):
-        official_key_to_ours("local_prior", "mixing_logit")
+        official_key_to_ours("local_prior", "clip_proj.weight")
+    one_sided = {part: dict(keys) for part, keys in official.items()}
+    one_sided["local_prior"]["mixing_logit"] = torch.zeros(1, NUM_POINTS * 4, 1, 1)
+    with pytest.raises(ValueError, match="only one of the official priors"):
+        convert_state_dicts(one_sided, config)
     broken = {part: dict(keys) for part, keys in official.items()}
     broken["global_prior"]["input_layer.weight"] = torch.zeros(3, 3, 1, 1)
     with pytest.raises(ValueError, match="input_layer.weight"):

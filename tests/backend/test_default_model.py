@@ -45,7 +45,8 @@ def chamfer(a, b):
 
 def test_the_default_model_is_found_without_configuration(monkeypatch):
     monkeypatch.delenv("LION_MODEL_DIRS", raising=False)
-    assert list_models()[0] == {"name": "default", "path": DEFAULT_MODEL}
+    first = list_models()[0]
+    assert (first["name"], first["path"]) == ("default", DEFAULT_MODEL)
     card = os.path.join(BUNDLED_MODELS_DIR, "default.md")
     assert os.path.isfile(card) and "1-NNA-CD" in open(card).read()
 

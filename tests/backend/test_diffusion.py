@@ -267,17 +267,76 @@ class TimeBlindLinear(torch.nn.Module):
         return self.weight * x
 
 
-def test_mixed_score_module_owns_one_learnable_logit_per_dimension():
+def test_mixed_score_loss_trains_the_logits_and_the_network():
     network = TimeBlindLinear()
-    model = diffusion.MixedScore(network, SCHEDULE, latent_shape=(6, 4))
-    assert model.mixing_logit.shape == (6, 4) and torch.all(model.mixing_logit.detach() == -6.0)
-    x_t = torch.randn(2, 6, 4, generator=seeded(25))
-    index = torch.tensor([0, 999])
-    expected = diffusion.mixed_eps(SCHEDULE, network(x_t, index), x_t, index + 1, model.mixing_logit)
-    torch.testing.assert_close(model(x_t, index), expected)
-    loss = diffusion.training_loss(SCHEDULE, model, torch.randn(5, 6, 4), generator=seeded(25))
+    logit = torch.nn.Parameter(torch.full((6, 4), -6.0))
+    loss = diffusion.training_loss(SCHEDULE, network, torch.randn(5, 6, 4), prediction="mixed", mixing_logit=logit,
+                                   generator=seeded(25))
     loss.backward()
-    assert model.mixing_logit.grad is not None and network.weight.grad is not None
+    assert logit.grad is not None and torch.all(logit.grad != 0) and network.weight.grad is not None
+
+
+def test_eps_from_v_output_inverts_the_v_target():
+    x0 = torch.randn(3, 7, 4, generator=seeded(26), dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=seeded(27), dtype=torch.float64)
+    t = torch.tensor([1, 500, 1000])
+    x_t = diffusion.q_sample(SCHEDULE, x0, t, noise)
+    v = diffusion.velocity(SCHEDULE, x0, t, noise)
+    torch.testing.assert_close(diffusion.eps_from_output(SCHEDULE, "v", v, x_t, t), noise)
+    assert diffusion.eps_from_output(SCHEDULE, "eps", noise, x_t, t) is noise
+
+
+def test_v_loss_is_zero_for_the_exact_v_and_equals_the_weighted_eps_error():
+    x0 = torch.randn(4, 5, generator=seeded(28), dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=seeded(29), dtype=torch.float64)
+    t = torch.tensor([3, 200, 700, 1000])
+    exact = lambda x_t, index: diffusion.velocity(SCHEDULE, x0, index + 1, noise)  # noqa: E731
+    assert diffusion.training_loss(SCHEDULE, exact, x0, prediction="v", t=t, noise=noise).item() < 1e-20
+    # A constant error c in v is an error sqrt(a_t)·c in eps.
+    shifted = lambda x_t, index: exact(x_t, index) + 0.1  # noqa: E731
+    v_loss = diffusion.training_loss(SCHEDULE, shifted, x0, prediction="v", t=t, noise=noise, reduction="none")
+    torch.testing.assert_close(v_loss, torch.full((4,), 0.01, dtype=torch.float64))
+    eps_model = diffusion.as_eps_model(SCHEDULE, shifted, "v")
+    x_t = diffusion.q_sample(SCHEDULE, x0, t, noise)
+    eps_error = (eps_model(x_t, t - 1) - noise).square().mean(dim=1)
+    torch.testing.assert_close(eps_error, 0.01 * torch.tensor(ALPHA_BAR[[3, 200, 700, 1000]]))
+
+
+def _hand_written_ddim(network, prediction, logit, x, steps):
+    """DDIM with eta 0 written out from the formulas, in float64, for each parameterization."""
+    alpha_bar = torch.tensor(ALPHA_BAR, dtype=torch.float64)
+    for t, t_next in zip(steps, steps[1:] + [0]):
+        out = network(x, torch.full((x.shape[0],), t - 1))
+        a, a_next = alpha_bar[t], alpha_bar[t_next]
+        if prediction == "eps":
+            eps = out
+        elif prediction == "v":
+            eps = a.sqrt() * out + (1 - a).sqrt() * x
+        else:
+            m = 1 / (1 + torch.exp(-logit))
+            eps = (1 - m) * (1 - a).sqrt() * x + m * out
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+    return x
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "mixed"])
+def test_sampler_with_each_parameterization_matches_its_hand_written_twin(prediction):
+    weights = torch.randn(4, generator=seeded(30), dtype=torch.float64)
+    network = lambda x, index: torch.tanh(weights * x) + 1e-3 * index.reshape(-1, 1, 1)  # noqa: E731
+    logit = torch.randn(6, 4, generator=seeded(31), dtype=torch.float64)
+    x = torch.randn(3, 6, 4, generator=seeded(32), dtype=torch.float64)
+    steps = diffusion.sampling_steps(SCHEDULE, 12)
+    eps_model = diffusion.as_eps_model(SCHEDULE, network, prediction, logit if prediction == "mixed" else None)
+    sampled = diffusion.ddim_sample(SCHEDULE, eps_model, x, steps)
+    torch.testing.assert_close(sampled, _hand_written_ddim(network, prediction, logit, x, steps))
+
+
+def test_mixed_score_needs_its_logits_and_unknown_predictions_are_refused():
+    with pytest.raises(ValueError, match="mixing_logit"):
+        diffusion.as_eps_model(SCHEDULE, TimeBlindLinear(), "mixed")
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        diffusion.training_loss(SCHEDULE, TimeBlindLinear(), torch.randn(2, 4), prediction="x0")
 
 
 # ----------------------------------------------------------------------------- step plans

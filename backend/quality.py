@@ -1,0 +1,80 @@
+"""Measures of what a trained model makes, for ablations, the default model's recipe and its
+card: held-out procedural shapes, generation metrics against them, the category of each sample's
+nearest held-out shape, and the samples' scale against the data's.
+
+All point sets here are in the model's normalized space, float [S, N, 3].
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from backend.metrics import chamfer_distance, generation_metrics, pairwise_distances
+
+HELD_OUT_FIRST_SEED = 100_000  # procedural seeds far from any training seed (0..shapes_per_category)
+
+
+def held_out_shapes(model, categories: Sequence[str], per_category: int, first_seed: int = HELD_OUT_FIRST_SEED):
+    """(points float [C·per_category, N, 3] normalized as the model's data, category names) of
+    procedural shapes no training run saw, `per_category` of each category in order."""
+    from backend.data.datasets import ProceduralDataset
+
+    dataset = ProceduralDataset(list(categories), shapes_per_category=per_category, first_seed=first_seed,
+                                normalization=model.normalization, subsample="first",
+                                points_per_shape=model.config.vae.num_points)
+    points = torch.stack([dataset[i] for i in range(len(dataset))])
+    return points, [dataset.category(i) for i in range(len(dataset))]
+
+
+def half_extent(points: torch.Tensor) -> float:
+    """The median over shapes of half the longest side of each shape's bounding box."""
+    sides = points.amax(dim=1) - points.amin(dim=1)
+    return float(sides.amax(dim=1).median() / 2)
+
+
+def nearest_categories(generated: torch.Tensor, reference: torch.Tensor, labels: Sequence[str]) -> List[str]:
+    """The category of each generated shape's nearest reference shape (Chamfer distance)."""
+    distances = pairwise_distances(generated, reference, chamfer_distance)
+    return [labels[int(i)] for i in distances.argmin(dim=1)]
+
+
+def category_shares(found: Sequence[str], wanted: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """{category: share of `found` that is it}, or with `wanted` (one per entry) the share of
+    entries whose found category is the wanted one, per wanted category."""
+    if wanted is None:
+        names = sorted(set(found))
+        return {name: sum(f == name for f in found) / len(found) for name in names}
+    shares = {}
+    for name in sorted(set(wanted)):
+        hits = [f == name for f, w in zip(found, wanted) if w == name]
+        shares[name] = sum(hits) / len(hits)
+    return shares
+
+
+def generation_report(generated: torch.Tensor, reference: torch.Tensor, labels: Sequence[str],
+                      baseline: Optional[torch.Tensor] = None) -> Dict[str, object]:
+    """Chamfer MMD, COV and 1-NNA of `generated` against `reference`, the share of samples whose
+    nearest reference is each category, the samples' scale against the reference's, and with
+    `baseline` (real shapes as many as `generated`, not in `reference`) the same 1-NNA of real
+    against real: the best a model can score at this set size."""
+    generated, reference = generated.float().cpu(), reference.float().cpu()
+    metrics = generation_metrics(generated, reference, emd="none")
+    report = {key: metrics[key] for key in ("1-NNA-CD", "COV-CD", "MMD-CD")}
+    report["nearest_category_shares"] = category_shares(nearest_categories(generated, reference, labels))
+    report["half_extent"] = half_extent(generated)
+    report["reference_half_extent"] = half_extent(reference)
+    report["finite"] = bool(torch.isfinite(generated).all())
+    if baseline is not None:
+        report["real_vs_real_1-NNA-CD"] = generation_metrics(baseline.float().cpu(), reference, emd="none")["1-NNA-CD"]
+    return report
+
+
+def training_shapes(model, categories: Sequence[str], per_category: int):
+    """Real shapes from the training seeds (0..), for the real-against-real baseline."""
+    return held_out_shapes(model, categories, per_category, first_seed=0)
+
+
+def save_contact_sheet(points: torch.Tensor, path: str, columns: int = 8) -> str:
+    """A PNG of the shapes at their true scale (one shared scale, each labelled with its size)."""
+    from backend.render import contact_sheet
+
+    return contact_sheet([cloud.detach().cpu().numpy() for cloud in points], path, columns=columns, true_scale=True)
