@@ -39,9 +39,16 @@ VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
 
 # This round's settings, chosen by the ablations recorded in the model card. Every round starts
 # from the shipped model (copied to RUNS/start.safetensors first), so rounds add up.
-VAE_STEPS, PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 2000, 8000, 300, 200
-VAE_SETTINGS = ["--batch-size", "8", "--kl-start", "0.01", "--kl-max", "0.1", "--kl-anneal-portion", "0.4",
-                "--kl-shape-scale", "0.1"]
+# The VAE first learns noisy latent points and a z0 in use (KL 0.01 -> 0.1: latent points with a
+# posterior sigma near 0.14, z0 spread across shapes above its sigma), then sharpens at 0.03 so the
+# decoder reconstructs parts (legs, slats) again while z0 stays in use. 1019: where the first
+# phase of this round was stopped; its ramp is over the first 800 steps.
+VAE_STAGES = [
+    ("vae", 1019, ["--kl-start", "0.01", "--kl-max", "0.1", "--kl-anneal-portion", "0.7852"]),
+    ("vae_sharpen", 1000, ["--kl-start", "0.1", "--kl-max", "0.03", "--kl-anneal-portion", "0.2"]),
+]
+VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 8000, 300, 200
 PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "5e-4",
                   "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64"]
@@ -49,19 +56,22 @@ PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional
 
 def stages(runs):
     """(name, arguments of `python -m backend.train`, the file it produces) in training order."""
-    start = os.path.join(runs, "start.safetensors")
-    vae, prior, voxel, sap = (os.path.join(runs, name) for name in ("vae", "prior", "voxel_encoder", "sap"))
     model = "model.safetensors"
-    return [
-        ("vae", ["vae", "--init", start, *DATA, "--out", vae, "--steps", str(VAE_STEPS), *VAE_SETTINGS,
-                 "--checkpoint-every", "250"],
-         os.path.join(vae, model)),
-        ("prior", ["prior", "--vae", os.path.join(vae, model), *DATA, "--out", prior, "--steps", str(PRIOR_STEPS),
+    result, previous = [], os.path.join(runs, "start.safetensors")
+    for name, steps, settings in VAE_STAGES:
+        out = os.path.join(runs, name)
+        result.append((name, ["vae", "--init", previous, *DATA, "--out", out, "--steps", str(steps), *settings,
+                              *VAE_COMMON], os.path.join(out, model)))
+        previous = os.path.join(out, model)
+    vae = previous
+    prior, voxel, sap = (os.path.join(runs, name) for name in ("prior", "voxel_encoder", "sap"))
+    return result + [
+        ("prior", ["prior", "--vae", vae, *DATA, "--out", prior, "--steps", str(PRIOR_STEPS),
                    *PRIOR_SETTINGS, "--checkpoint-every", "1000"],
          os.path.join(prior, model)),
         # Fine-tunes copies of the VAE's encoders only, so it starts from the VAE (and may run
         # beside the prior stage); packaging joins its voxel encoder to the trained priors.
-        ("voxel_encoder", ["voxel-encoder", "--model", os.path.join(vae, model), *DATA, "--out", voxel,
+        ("voxel_encoder", ["voxel-encoder", "--model", vae, *DATA, "--out", voxel,
                            "--steps", str(VOXEL_STEPS), "--batch-size", "8", "--checkpoint-every", "100"],
          os.path.join(voxel, model)),
         ("sap", ["sap", *DATA, "--out", sap, "--steps", str(SAP_STEPS), "--batch-size", "4", "--resolution", "64",

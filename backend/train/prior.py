@@ -157,6 +157,7 @@ def main(argv=None):
     model.vae.requires_grad_(False).eval()
     categories = sorted({dataset.category(i) for i in range(len(dataset))}) if args.class_conditional else []
     if not args.continue_priors:
+        torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
         rebuild_priors(model, args.prediction, categories, args.mixing_logit_init)
     elif args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
@@ -212,7 +213,8 @@ def main(argv=None):
         _check(loss_points, step)
         scalars["grad_norm_points"] = update("points", model.point_prior, loss_points)
         ema.update(priors, step)
-        scalars.update(loss_shape_latent=loss_shape.item(), loss_latent_points=loss_points.item())
+        scalars.update(loss=loss_shape.item() + loss_points.item(), loss_shape_latent=loss_shape.item(),
+                       loss_latent_points=loss_points.item())
         for name, prior in (("shape", model.shape_prior), ("points", model.point_prior)):
             if hasattr(prior, "mixing_logit"):
                 scalars[f"mixing_weight_{name}"] = torch.sigmoid(prior.mixing_logit).mean().item()

@@ -59,3 +59,46 @@ def test_bad_sampler_settings_are_refused(model, settings, message):
 def test_regenerate_region_needs_a_matching_bool_mask(model, chair):
     with pytest.raises(ValueError, match="keep"):
         pipelines.regenerate_region(model, chair, torch.ones(10, dtype=torch.bool), torch.Generator())
+
+
+@pytest.fixture(scope="module")
+def categorized():
+    torch.manual_seed(1)
+    config = get_config("tiny")
+    config.diffusion.prediction = "v"
+    config.shape_prior.categories = ["chair", "table"]
+    model = LionModel(config).eval()
+    torch.nn.init.normal_(model.shape_prior.category_embedding.weight)
+    return model
+
+
+@torch.no_grad()
+def test_guided_noise_prediction_is_the_classifier_free_mix(categorized):
+    z_t, index = torch.randn(3, 128), torch.tensor([5, 500, 999])
+    prior, schedule = categorized.shape_prior, categorized.schedule
+    labels = lambda label: torch.full((3,), label, dtype=torch.int64)  # noqa: E731
+    conditional, unconditional = prior(z_t, index, labels(1)), prior(z_t, index, labels(2))
+    alpha_bar = schedule.alphas_cumprod[index + 1].float()[:, None]
+    eps = lambda v: alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * z_t  # noqa: E731  (v-prediction)
+    guided = categorized.shape_eps_model("table", guidance=2.5)(z_t, index)
+    torch.testing.assert_close(guided, eps(unconditional + 2.5 * (conditional - unconditional)), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(categorized.shape_eps_model("any")(z_t, index), eps(unconditional))
+    with pytest.raises(ValueError, match="category must be one of: any, chair, table"):
+        categorized.shape_eps_model("lamp")
+
+
+def test_unconditional_model_refuses_a_category(model):
+    assert model.categories == []
+    with pytest.raises(ValueError, match="unconditional"):
+        pipelines.sample(model, 1, torch.Generator().manual_seed(0), pipelines.SamplerSettings(steps=2), category="chair")
+
+
+@torch.no_grad()
+def test_shapes_are_encoded_to_reproducible_posterior_samples(model, chair):
+    points = chair[None].expand(2, -1, -1)
+    z_a, h_a = pipelines.encode(model, points, torch.Generator().manual_seed(3))
+    z_b, h_b = pipelines.encode(model, points, torch.Generator().manual_seed(3))
+    assert torch.equal(z_a, z_b) and torch.equal(h_a, h_b)
+    encoding = model.vae.encode(points, sample=False)
+    # Samples, not means: each row draws its own noise around the posterior mean.
+    assert not torch.equal(z_a, encoding.shape_latent_mean) and not torch.equal(z_a[0], z_a[1])

@@ -48,7 +48,15 @@ def server(tmp_path_factory):
     torch.manual_seed(0)
     save_model(str(models / "untrained.safetensors"), LionModel(get_config("tiny"), ShapeBoxNormalization()))
     save_network(PointsToOrientedPoints(), str(models / "untrained-sap.safetensors"))  # its SAP network
-    process = ServerProcess(tmp_path_factory.mktemp("work"), {"LION_MODEL_DIRS": str(models),
+    # A second folder, searched after the first: a v-prediction model whose z0 prior knows categories.
+    more = tmp_path_factory.mktemp("more_models")
+    config = get_config("tiny")
+    config.diffusion.prediction = "v"
+    config.shape_prior.categories = ["chair", "table"]
+    categorized = LionModel(config, ShapeBoxNormalization())
+    torch.nn.init.normal_(categorized.shape_prior.category_embedding.weight)  # trained ones are not zero
+    save_model(str(more / "categorized.safetensors"), categorized)
+    process = ServerProcess(tmp_path_factory.mktemp("work"), {"LION_MODEL_DIRS": f"{models}:{more}",
                                                               "OMP_NUM_THREADS": "1"})
     yield process
     process.close()
@@ -74,7 +82,27 @@ def ok(server, request, arrays=None):
 def test_hello_lists_the_models_in_search_order(server):
     _, header, _ = ok(server, {"id": 1, "op": "hello"})
     # LION_MODEL_DIRS first (so its model is the default for requests), then the bundled one.
-    assert [m["name"] for m in header["models"]] == ["untrained", "default"]
+    assert [m["name"] for m in header["models"]] == ["untrained", "categorized", "default"]
+    categories = {m["name"]: m["categories"] for m in header["models"]}
+    assert categories["untrained"] == [] and categories["categorized"] == ["chair", "table"]
+
+
+def test_sample_by_category_with_guidance(server):
+    request = {"op": "sample", "model": "categorized", "count": 2, "steps": 3, "seed": 2}
+    _, header, chairs = ok(server, {**request, "id": 30, "category": "chair", "guidance": 3.0})
+    assert header["category"] == "chair" and header["guidance"] == 3.0
+    assert chairs["points"].shape == (2, N, 3) and np.isfinite(chairs["points"]).all()
+    _, header, anything = ok(server, {**request, "id": 31})
+    assert header["category"] == "any"
+    assert np.abs(chairs["points"] - anything["points"]).mean() > 1e-3, "the category must reach the prior"
+    _, header, _ = run(server, {**request, "id": 32, "category": "lamp"})
+    assert header["code"] == "bad_request" and "any, chair, table" in header["message"]
+    _, header, _ = run(server, {"op": "sample", "id": 33, "count": 1, "steps": 2, "category": "chair"})
+    assert header["code"] == "bad_request" and "category must be one of any for model untrained" in header["message"]
+    _, header, _ = run(server, {**request, "id": 34, "category": "chair", "guidance": -1})
+    assert header["code"] == "bad_request" and "guidance" in header["message"]
+    _, header, _ = ok(server, {"op": "load_model", "id": 35, "model": "categorized"})
+    assert header["categories"] == ["chair", "table"] and header["num_steps"] == 1000
 
 
 def test_sample_places_shapes_at_the_requested_center_and_size(server):

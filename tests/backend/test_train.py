@@ -62,21 +62,21 @@ def assert_same_tensors(a, b, path="state"):
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-def check_interrupted_then_resumed_equals_uninterrupted(stage, tmp_path, *options):
+def check_interrupted_then_resumed_equals_uninterrupted(stage, tmp_path, *options, steps=4):
     whole, parts = tmp_path / f"{stage}_whole", tmp_path / f"{stage}_parts"
-    code, output = finish(train(stage, whole, *options))
+    code, output = finish(train(stage, whole, *options, steps=steps))
     assert code == 0, output
 
-    process = train(stage, parts, *options)
+    process = train(stage, parts, *options, steps=steps)
     interrupt_after_first_step(process, parts)
     code, output = finish(process)
     assert code == 130, output
     stopped_at = load_state(parts)["step"]
-    assert 1 <= stopped_at < 4, "the interrupt must land mid-run for this test to mean anything"
+    assert 1 <= stopped_at < steps, "the interrupt must land mid-run for this test to mean anything"
 
-    code, output = finish(train(stage, parts, *options, "--resume"))
+    code, output = finish(train(stage, parts, *options, "--resume", steps=steps))
     assert code == 0, output
-    assert load_state(parts)["step"] == 4
+    assert load_state(parts)["step"] == steps
     assert_same_tensors(load_state(whole), load_state(parts))
     return whole
 
@@ -98,11 +98,18 @@ def test_vae_stage_resumes_exactly(tmp_path):
 
 
 def test_prior_stage_resumes_exactly(tmp_path, trained_vae):
-    whole = check_interrupted_then_resumed_equals_uninterrupted("prior", tmp_path, "--vae", str(trained_vae))
+    # Mixed score and categories: the logits, the class embedding and both optimizers resume too.
+    # Steps are cheap here (the data is encoded once), hence many of them, so the interrupt lands mid-run.
+    whole = check_interrupted_then_resumed_equals_uninterrupted(
+        "prior", tmp_path, "--vae", str(trained_vae), "--prediction", "mixed", "--mixing-logit-init", "-3",
+        "--mixing-logit-lr-scale", "10", "--class-conditional", "--shape-steps-per-step", "2",
+        "--encodings-per-shape", "2", steps=60)
     from backend.checkpoint import load_model
 
     model, metadata = load_model(whole / "model.safetensors")
-    assert metadata["stage"] == "prior" and metadata["step"] == 4
+    assert metadata["stage"] == "prior" and metadata["step"] == 60
+    assert model.config.diffusion.prediction == "mixed" and model.categories == ["chair", "table"]
+    assert float(model.point_prior.mixing_logit.mean()) != -3.0, "the logits were trained"
     assert metadata["typical_half_extent"] > 0, "the data's scale travels from the VAE run to the prior's model"
     assert model.normalization is not None
 

@@ -60,16 +60,23 @@ from backend.config import get_config
 from backend.data.normalization import ShapeBoxNormalization
 from backend.models import LionModel
 torch.manual_seed(0)
-save_model(sys.argv[1], LionModel(get_config("tiny"), ShapeBoxNormalization()))
+config = get_config("tiny")
+config.diffusion.prediction = "v"
+config.shape_prior.categories = list(TEST_CATEGORIES)
+model = LionModel(config, ShapeBoxNormalization())
+torch.nn.init.normal_(model.shape_prior.category_embedding.weight)  # as if trained: categories matter
+save_model(sys.argv[1], model)
 """
 TEST_MODEL = "tiny-untrained"
+TEST_CATEGORIES = ("chair", "table")
 TINY_POINTS = 2048
 
 
 @pytest.fixture(scope="session")
 def test_model_folder(backend_python, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    subprocess.run([backend_python, "-c", _MAKE_TINY_MODEL, str(folder / f"{TEST_MODEL}.safetensors")],
+    script = f"TEST_CATEGORIES = {TEST_CATEGORIES!r}\n" + _MAKE_TINY_MODEL
+    subprocess.run([backend_python, "-c", script, str(folder / f"{TEST_MODEL}.safetensors")],
                    check=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": REPO_ROOT})
     return str(folder)
 

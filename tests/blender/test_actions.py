@@ -48,12 +48,20 @@ def test_generate_lays_out_points_at_the_cursor(scene):
     assert [o.name for o in created] == ["LION Sample 1", "LION Sample 2"]
     for index, obj in enumerate(created):
         assert_points_object(obj)
-        assert dict(obj.items()) == {"op": "sample", "seed": 3, "steps": 2, "model": TEST_MODEL}
+        assert dict(obj.items()) == {"op": "sample", "seed": 3, "steps": 2, "model": TEST_MODEL, "category": "any"}
         assert np.allclose(obj.matrix_world.translation, (1.0 + 1.25 * index, 2.0, 3.0))
         assert np.isfinite(world_vertices(obj)).all()
     assert not np.allclose(world_vertices(created[0]) - created[0].matrix_world.translation,
                            world_vertices(created[1]) - created[1].matrix_world.translation)
     assert set(bpy.context.selected_objects) == set(created)
+
+
+def test_generate_by_category_records_it_and_reaches_the_model(scene):
+    assert bpy.ops.lion.generate(count=1, category="chair", guidance=3.0, **FAST) == {"FINISHED"}
+    assert bpy.ops.lion.generate(count=1, **FAST) == {"FINISHED"}
+    chair, anything = results(scene)
+    assert chair["category"] == "chair" and anything["category"] == "any"
+    assert not np.allclose(world_vertices(chair), world_vertices(anything))
 
 
 def test_variations_land_beside_the_source_in_its_frame(scene):

@@ -83,6 +83,32 @@ def test_every_panel_draws_and_buttons_take_the_scene_settings(lion, scene):
     assert {"lion.regenerate_region", "lion.reconstruct"} <= set(buttons(drawn["LION_PT_edit"]))
 
 
+def test_generate_panel_offers_the_models_categories(lion, scene):
+    assert bpy.ops.lion.backend_connect() == {"FINISHED"}
+    from importlib import import_module
+
+    settings = scene.lion
+    items = import_module(f"{lion.__name__}.settings").category_items(settings, bpy.context)
+    assert [identifier for identifier, _, _ in items] == ["any", "chair", "table"]
+    settings.category_choice, settings.guidance = "table", 4.0
+    record = draw("LION_PT_generate")
+    assert {"category_choice", "guidance"} <= set(record["props"])
+    values, _ = buttons(record)["lion.generate"]
+    assert values["category"] == "table" and values["guidance"] == pytest.approx(4.0)
+
+
+def test_a_model_without_categories_shows_no_menu(lion, scene):
+    from importlib import import_module
+
+    settings_module = import_module(f"{lion.__name__}.settings")
+    hello = {"models": [{"name": "plain", "path": "/models/plain.safetensors", "categories": []},
+                        {"name": "kinds", "path": "/models/kinds.safetensors", "categories": ["mug"]}]}
+    client = type("Client", (), {"hello": hello})()
+    assert settings_module.model_categories(scene.lion, client) == []  # the default: the first model
+    assert settings_module.model_categories(type("Chosen", (), {"model": "kinds"})(), client) == ["mug"]
+    assert settings_module.model_categories(scene.lion, type("Client", (), {"hello": None})()) == []
+
+
 def test_status_line_says_ready_with_the_model(lion, scene):
     assert bpy.ops.lion.backend_connect() == {"FINISHED"}
     status = draw("LION_PT_backend")["labels"][0]

@@ -1,0 +1,50 @@
+"""The measures behind ablations and the model card, and renders that keep the true scale."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend import quality
+from backend.render import contact_sheet, half_extent, render_points
+
+
+def blob(center, spread, count=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.tensor(center, dtype=torch.float32) + spread * torch.randn(count, 3, generator=generator)
+
+
+def test_nearest_categories_and_shares():
+    reference = torch.stack([blob([0, 0, 0], 0.1, seed=1), blob([5, 0, 0], 0.1, seed=2)])
+    generated = torch.stack([blob([0.1, 0, 0], 0.1, seed=3), blob([4.9, 0, 0], 0.1, seed=4),
+                             blob([5.2, 0, 0], 0.1, seed=5)])
+    found = quality.nearest_categories(generated, reference, ["chair", "table"])
+    assert found == ["chair", "table", "table"]
+    assert quality.category_shares(found) == {"chair": pytest.approx(1 / 3), "table": pytest.approx(2 / 3)}
+    assert quality.category_shares(found, wanted=["chair", "chair", "table"]) == {"chair": 0.5, "table": 1.0}
+
+
+def test_half_extent_is_the_median_half_longest_side():
+    shapes = torch.zeros(3, 4, 3)
+    for i, side in enumerate((2.0, 4.0, 10.0)):
+        shapes[i, 1, 0] = side
+    assert quality.half_extent(shapes) == pytest.approx(2.0)
+
+
+def test_generation_report_sees_a_blow_up_in_the_scale():
+    reference = torch.stack([blob([0, 0, 0], 0.5, seed=s) for s in range(4)])
+    exploded = 30 * torch.stack([blob([0, 0, 0], 0.5, seed=10 + s) for s in range(4)])
+    report = quality.generation_report(exploded, reference, ["a"] * 4, baseline=reference.flip(0))
+    assert report["half_extent"] > 20 * report["reference_half_extent"]
+    assert report["1-NNA-CD"] == 1.0 and report["finite"]
+
+
+def test_true_scale_sheet_shares_one_scale_and_labels_sizes(tmp_path):
+    small, large = blob([0, 0, 0], 0.1).numpy(), blob([0, 0, 0], 3.0, seed=1).numpy()
+    fitted = np.asarray(render_points(small))
+    path = contact_sheet([small, large], str(tmp_path / "sheet.png"), columns=2, true_scale=True)
+    sheet = np.asarray(Image.open(path))
+    inked = lambda tile: (tile < 250).any(axis=2).sum()  # noqa: E731
+    # Fitted alone, the small cloud fills its tile; at the large one's scale it is a speck.
+    assert inked(sheet[40:, :256]) < 0.2 * inked(fitted[40:])
+    assert half_extent(large) > 5 * half_extent(small)
+    assert inked(sheet[:16, :256]) > 0, "each tile is labelled with its half extent"
