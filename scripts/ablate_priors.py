@@ -50,7 +50,7 @@ def train_variant(args, name, extra):
     return run_dir, time.time() - started
 
 
-def measure(run_dir, categories, count):
+def measure(run_dir, categories, count, cache):
     import torch
 
     from backend import quality
@@ -58,8 +58,10 @@ def measure(run_dir, categories, count):
     from backend.pipelines import SamplerSettings, sample
 
     model, _ = load_model(os.path.join(run_dir, "model.safetensors"))
-    reference, labels = quality.held_out_shapes(model, categories, count)
-    baseline, _ = quality.training_shapes(model, categories, count)
+    if "reference" not in cache:  # every variant shares the VAE, so its data normalization
+        cache["reference"] = quality.held_out_shapes(model, categories, count)
+        cache["baseline"] = quality.training_shapes(model, categories, count)[0]
+    (reference, labels), baseline = cache["reference"], cache["baseline"]
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         generated = torch.cat([sample(model, count, generator, SamplerSettings(steps=25),
@@ -71,11 +73,15 @@ def main(argv=None):
     args = parse_arguments(argv)
     os.makedirs(args.out, exist_ok=True)
     categories = args.categories.split(",")
-    results = {}
+    path = os.path.join(args.out, "ablation.json")
+    results = json.load(open(path))["results"] if os.path.isfile(path) else {}
+    cache = {}
     for variant in args.variant:
         name, _, extra = variant.partition("=")
+        if name in results:  # measured by an earlier call
+            continue
         run_dir, seconds = train_variant(args, name, extra)
-        results[name] = {"arguments": extra, "train_seconds": seconds, **measure(run_dir, categories, args.eval_count)}
+        results[name] = {"arguments": extra, "train_seconds": seconds, **measure(run_dir, categories, args.eval_count, cache)}
         with open(os.path.join(args.out, "ablation.json"), "w") as f:
             json.dump({"vae": args.vae, "categories": categories, "steps": args.steps, "results": results}, f, indent=2)
     print(f"\n{'variant':<12} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}")

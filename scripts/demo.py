@@ -138,7 +138,18 @@ def main_job(bpy, addon, args, out):
     timings["reconstruct"] = run_operator(addon, f"Reconstruct Mesh (of '{variations[0].name}')",
                                           bpy.ops.lion.reconstruct)
     (mesh,) = new_results(bpy, {o.name for o in variations} | {morph.name})
-    for obj in (*variations, morph):
+    # Generate, asked for each category the model knows (none for an unconditional model).
+    hello = addon.session.current_client().hello or {}
+    categories = next((m.get("categories") or [] for m in hello.get("models", [])), [])
+    generated, seen = [], {o.name for o in variations} | {morph.name, mesh.name}
+    for k, category in enumerate(categories):
+        bpy.context.scene.cursor.location = (3.0 * k, -4.0, 0.0)
+        timings[f"generate_{category}"] = run_operator(addon, f"Generate (a {category})", bpy.ops.lion.generate,
+                                                       count=1, category=category, steps=args.steps, seed=args.seed)
+        (made,) = new_results(bpy, seen)
+        seen.add(made.name)
+        generated.append(made)
+    for obj in (*variations, morph, *generated):
         addon.mesh_io.set_points_material(obj, orange)
     mesh.data.materials.append(blue)
     blend = os.path.join(out, "demo.blend")
@@ -162,11 +173,15 @@ def main_job(bpy, addon, args, out):
     rows.append(frames)
     rows.append([tile("table", [table]), tile("reconstructed_points", [variations[0]]),
                  tile("reconstructed_mesh", [mesh])])
+    if generated:
+        rows.append([tile(f"generated_{obj['category']}", [obj]) for obj in generated])
     sheet = os.path.join(out, "contact_sheet.png")
     render_results.compose_sheet(bpy, rows, sheet, args.tile)
     print(f"Written: {sheet}")
     print("  row 1: the chair, then its variations; row 2: the chair-to-table interpolation;")
     print("  row 3: the table, a variation's points and the mesh reconstructed from them")
+    if generated:
+        print(f"  row 4: Generate asked for each category ({', '.join(categories)})")
     with open(os.path.join(out, "timings.json"), "w") as f:
         json.dump({k: round(v, 2) for k, v in timings.items()}, f, indent=2)
 
