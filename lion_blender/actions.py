@@ -169,8 +169,9 @@ def start_generate(context, settings):
     size = float(settings.size)
     cursor = np.array(context.scene.cursor.location, dtype=np.float64)
     params = {**_generation_params(settings), "count": int(settings.count), "size": size}
-    if settings.category and settings.category != "any":
-        params.update(category=str(settings.category), guidance=float(settings.guidance))
+    category = getattr(settings, "category", "any")  # callers without a category setting mean any
+    if category and category != "any":
+        params.update(category=str(category), guidance=float(settings.guidance))
     source = Source("LION Sample", _translation(cursor), np.array([[-size] * 3, [size] * 3]))
     arrays = {"matrix": model_frame(_translation(cursor))}  # upright, at the cursor
 

@@ -348,15 +348,16 @@ def stage_summary(runs):
 FIRST_ROUND = {
     "date": "2026-11-21", "continued_from": None,
     "data": "procedural, 8 categories x 100 shapes (seeds 0-99)",
-    "stages": {"vae": {"steps": 3000, "arguments": "from scratch, --kl-max 0.01 --kl-anneal-portion 0.3"},
-               "prior": {"steps": 6527, "arguments": "eps prediction, unconditional, --ema 0.999"},
-               "voxel_encoder": {"steps": 300, "arguments": ""},
-               "sap": {"steps": 200, "arguments": "--resolution 64"}},
+    "stages": {"vae": {"steps": 3000, "seconds": 2040, "arguments": "from scratch, --kl-max 0.01 --kl-anneal-portion 0.3"},
+               "prior": {"steps": 6527, "seconds": 4680, "arguments": "eps prediction, unconditional, --ema 0.999"},
+               "voxel_encoder": {"steps": 300, "seconds": 780, "arguments": "from the VAE"},
+               "sap": {"steps": 200, "seconds": 600, "arguments": "--batch-size 4 --resolution 64"}},
 }
 
 
-def lineage(runs):
-    """The rounds that made the model: those recorded in the start model, then this one."""
+def lineage(runs, ablations):
+    """The rounds that made the model: those recorded in the start model, then this one (with
+    the ablations behind its choices)."""
     from backend.checkpoint import read_checkpoint_info
 
     start = os.path.join(runs, "start.safetensors")
@@ -368,6 +369,7 @@ def lineage(runs):
                            "sha256": file_digest(start)},
         "data": "procedural, 8 categories x 100 shapes (seeds 0-99)",
         "stages": stage_summary(runs),
+        "ablations": ablations,
     }
     return earlier + [this_round]
 
@@ -398,7 +400,7 @@ def join_priors_and_voxel_encoder(prior_model, voxel_model, destination, rounds)
     save_checkpoint(destination, tensors, priors.config, metadata)
 
 
-def package(runs, models_dir, device):
+def package(runs, models_dir, device, ablations=()):
     """Write the shipped files into `models_dir`; returns the model card's facts."""
     import torch
 
@@ -408,7 +410,7 @@ def package(runs, models_dir, device):
     products = {name: product for name, _, product in stages(runs)}
     os.makedirs(models_dir, exist_ok=True)
     final = os.path.join(runs, "joined.safetensors")
-    rounds = lineage(runs)
+    rounds = lineage(runs, list(ablations))
     join_priors_and_voxel_encoder(products["prior"], products["voxel_encoder"], final, rounds)
     model_path = os.path.join(models_dir, f"{MODEL_NAME}.safetensors")
     save_half_precision(final, model_path)
@@ -547,12 +549,12 @@ def write_model_card(facts, path):
         f"and {variations['chamfer_between']:.4f} from each other (Chamfer), where the VAE's own reconstruction "
         f"error is {variations['reconstruction_chamfer']:.4f}.",
     ]
-    ablations = facts.get("ablations") or []
+    ablations = [a for round_ in facts["lineage"] for a in round_.get("ablations") or []]
     if ablations:
         lines += ["", "## Ablations behind the choices", ""]
         for ablation in ablations:
             lines += [f"{ablation['note']} ({ablation['date']}, {ablation['steps']} steps, "
-                      f"{', '.join(ablation['categories'])}, VAE {ablation['vae']}):", "",
+                      f"{', '.join(ablation['categories'])}; `scripts/ablate_priors.py`):", "",
                       "| variant | arguments | 1-NNA-CD | real vs real | COV-CD | half extent (data) |",
                       "|---|---|---|---|---|---|"]
             for name, r in ablation["results"].items():
@@ -614,13 +616,13 @@ def main():
     train(runs, args.device, args.only, reuse_sap)
     if args.only:
         return
-    facts = package(runs, models, args.device)
-    facts["ablations"] = []
+    ablations = []
     for entry in args.ablation:
         note, _, path = entry.partition("=")
         with open(path) as f:
-            facts["ablations"].append({"note": note, "date": datetime.date.fromtimestamp(os.path.getmtime(path)).isoformat(),
-                                       **json.load(f)})
+            ablations.append({"note": note, "date": datetime.date.fromtimestamp(os.path.getmtime(path)).isoformat(),
+                              **json.load(f)})
+    facts = package(runs, models, args.device, ablations)
     with open(os.path.join(runs, "model_card.json"), "w") as f:
         json.dump(facts, f, indent=2, default=str)
     write_model_card(facts, os.path.join(models, f"{MODEL_NAME}.md"))

@@ -61,7 +61,6 @@ from backend.data.normalization import ShapeBoxNormalization
 from backend.models import LionModel
 torch.manual_seed(0)
 config = get_config("tiny")
-config.diffusion.prediction = "v"
 config.shape_prior.categories = list(TEST_CATEGORIES)
 model = LionModel(config, ShapeBoxNormalization())
 torch.nn.init.normal_(model.shape_prior.category_embedding.weight)  # as if trained: categories matter
