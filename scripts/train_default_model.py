@@ -48,7 +48,7 @@ VAE_STAGES = [
     ("vae_sharpen", 1000, ["--kl-start", "0.1", "--kl-max", "0.03", "--kl-anneal-portion", "0.2"]),
 ]
 VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 7000, 300, 200
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 9000, 300, 200
 PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "1e-3",
                   "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64"]

@@ -64,3 +64,22 @@ def test_bad_input_is_a_clear_error(model_dir, tmp_path):
     assert result.returncode == 2 and "NaN" in result.stderr
     result = backend_command("sample", "-o", tmp_path / "s.txt", "--model-dir", model_dir)
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_sample_by_category_from_the_command_line(tmp_path):
+    from backend.checkpoint import save_model
+    from backend.config import get_config
+    from backend.data.normalization import ShapeBoxNormalization
+    from backend.models import LionModel
+
+    config = get_config("tiny")
+    config.shape_prior.categories = ["chair", "table"]
+    torch.manual_seed(0)
+    save_model(str(tmp_path / "kinds.safetensors"), LionModel(config, ShapeBoxNormalization()))
+    result = backend_command("sample", "--category", "table", "--guidance", 3, "--count", 1, "--steps", 2,
+                             "-o", tmp_path / "t.npy", "--model-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "t.npy").shape == (1, 2048, 3)
+    result = backend_command("sample", "--category", "lamp", "--steps", 2, "-o", tmp_path / "l.npy",
+                             "--model-dir", tmp_path)
+    assert result.returncode != 0 and "any, chair, table" in result.stderr
