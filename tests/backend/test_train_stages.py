@@ -85,3 +85,33 @@ def test_guide_points_lie_on_the_clean_shapes_box():
     assert (guide.max(axis=0) + guide.min(axis=0)) / 2 == pytest.approx((clean.max(axis=0) + clean.min(axis=0)) / 2,
                                                                          abs=1e-5)
     assert np.allclose(fit_box(clean, clean), clean)
+
+
+def test_vae_stage_continues_from_a_model_with_its_config_and_normalization(tmp_path, tiny_model):
+    from test_train import finish, train
+
+    code, output = finish(train("vae", tmp_path / "continued", "--init", str(tiny_model), "--kl-start", "0.05",
+                                "--kl-max", "0.1", "--kl-shape-scale", "0.1", steps=2))
+    assert code == 0, output
+    source, _ = load_model(tiny_model)
+    model, metadata = load_model(tmp_path / "continued" / "model.safetensors")
+    assert metadata["continued_from"] == str(tiny_model) and metadata["step"] == 2
+    assert model.config == source.config and model.normalization.to_json() == source.normalization.to_json()
+    changed = [name for name, value in source.vae.state_dict().items()
+               if not torch.equal(model.vae.state_dict()[name], value)]
+    assert changed, "the VAE trained on from the given weights"
+    entry = next(e for e in logged_steps(tmp_path / "continued") if "loss" in e)
+    assert entry["kl_weight"] == pytest.approx(0.05)
+    assert {"z0_spread", "z0_sigma", "h0_sigma"} <= set(entry)
+
+
+def test_kl_shape_scale_weighs_only_the_z0_term():
+    from backend.train.vae import vae_loss
+
+    torch.manual_seed(0)
+    vae = LionModel(get_config("tiny")).vae.eval()  # no dropout: both passes compute the same
+    points = torch.randn(2, 2048, 3) * 0.3
+    losses = {scale: vae_loss(vae, points, 0.5, torch.Generator().manual_seed(1), scale) for scale in (0.0, 1.0)}
+    (without, parts), (with_z, _) = losses[0.0], losses[1.0]
+    expected = 0.5 * parts["kl_shape_latent"]
+    assert (with_z - without).item() == pytest.approx(expected, rel=1e-4)
