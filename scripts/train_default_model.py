@@ -51,7 +51,10 @@ VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-ever
 PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 9000, 300, 200
 PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "1e-3",
                   "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
-                  "--shape-steps-per-step", "4", "--shape-batch-size", "64"]
+                  "--shape-steps-per-step", "4", "--shape-batch-size", "64",
+                  # 3798: where renders showed the h0 prior still blurring variations, so half its
+                  # examples moved to the low-noise steps from there on.
+                  "--low-t-share", "0.5", "--low-t-max", "400", "--low-t-from-step", "3798"]
 
 
 def stages(runs):

@@ -19,6 +19,9 @@ score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a 
 --class-conditional gives the z0 prior the data's categories, with labels dropped at
 --label-dropout for classifier-free guidance. Both are recorded in the saved model's config.
 --continue-priors keeps the priors (and their config) of the --vae model and trains them on.
+--low-t-share draws that share of the h0 prior's examples from the low-noise steps 1..--low-t-max
+(from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
+need is what a short CPU run learns last.
 
 Each prior has its own Adam optimizer; an exponential moving average of both (with warm-up,
 runtime.EMA) is what the saved model carries. The data normalization is the VAE's.
@@ -57,10 +60,20 @@ class PriorLoss(torch.nn.Module):
         super().__init__()
         self.prior, self.schedule, self.prediction = prior, schedule, prediction
 
-    def forward(self, x0, condition, generator):
+    def forward(self, x0, condition, generator, t=None):
         return diffusion.training_loss(self.schedule, lambda x, index: self.prior(x, index, condition), x0,
                                        prediction=self.prediction, mixing_logit=getattr(self.prior, "mixing_logit", None),
-                                       generator=generator)
+                                       t=t, generator=generator)
+
+
+def training_steps(count, num_steps, low_share, low_max, generator):
+    """Diffusion steps for one batch: uniform on 1..T, except a share `low_share` uniform on
+    1..low_max, where the h0 prior learns the fine denoising that variations and the last
+    sampling steps rest on (int64 [count])."""
+    uniform = torch.randint(1, num_steps + 1, (count,), generator=generator)
+    low = torch.randint(1, low_max + 1, (count,), generator=generator)
+    chosen = torch.rand(count, generator=generator) < low_share
+    return torch.where(chosen, low, uniform)
 
 
 def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None):
@@ -145,6 +158,10 @@ def parse_arguments(argv):
     parser.add_argument("--shape-steps-per-step", type=int, default=4, help="z0 prior updates per step")
     parser.add_argument("--shape-batch-size", type=int, default=64, help="z0 samples per z0 prior update")
     parser.add_argument("--shape-lr", type=float, help="z0 prior learning rate (default: --lr)")
+    parser.add_argument("--low-t-share", type=float, default=0.0,
+                        help="h0 prior: share of examples at low noise, steps 1..--low-t-max (default 0: uniform)")
+    parser.add_argument("--low-t-max", type=int, default=400, help="h0 prior: the highest low-noise step")
+    parser.add_argument("--low-t-from-step", type=int, default=0, help="h0 prior: training step the low-noise share starts at")
     return parser.parse_args(argv)
 
 
@@ -209,7 +226,10 @@ def main(argv=None):
         chosen = take(generator, args.batch_size)
         z0 = encodings["z"][chosen].to(device)
         h0 = sample_gaussian(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen], generator).to(device)
-        loss_points = losses["points"](h0, z0, generator)
+        t = None
+        if args.low_t_share > 0 and step >= args.low_t_from_step:
+            t = training_steps(args.batch_size, schedule.num_steps, args.low_t_share, args.low_t_max, generator).to(device)
+        loss_points = losses["points"](h0, z0, generator, t)
         _check(loss_points, step)
         scalars["grad_norm_points"] = update("points", model.point_prior, loss_points)
         ema.update(priors, step)

@@ -115,3 +115,14 @@ def test_kl_shape_scale_weighs_only_the_z0_term():
     (without, parts), (with_z, _) = losses[0.0], losses[1.0]
     expected = 0.5 * parts["kl_shape_latent"]
     assert (with_z - without).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_low_noise_share_of_the_h0_priors_steps():
+    from backend.train.prior import training_steps
+
+    t = training_steps(20000, 1000, 0.5, 400, torch.Generator().manual_seed(0))
+    assert t.dtype == torch.int64 and int(t.min()) >= 1 and int(t.max()) <= 1000
+    # Half uniform on 1..1000 (40% of those at or below 400), half on 1..400: 70% at or below 400.
+    assert abs((t <= 400).float().mean().item() - 0.7) < 0.02
+    uniform = training_steps(20000, 1000, 0.0, 400, torch.Generator().manual_seed(0))
+    assert abs((uniform <= 400).float().mean().item() - 0.4) < 0.02
