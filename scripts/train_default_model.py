@@ -1,20 +1,27 @@
 """The recipe of the default model shipped in models/: train, evaluate, package. One command:
 
-    python3 build.py train-default [--runs runs/default] [--device auto]
+    python3 build.py train-default [--runs runs/default] [--device auto] [--ablation NOTE=PATH]
 
 (or, in the backend environment, `python scripts/train_default_model.py ...`).
 
-1. Trains the `tiny` configuration on the procedural dataset with the project's own stages
-   (`python -m backend.train ...`): the VAE, both priors, the voxel-guide encoder and the
-   Shape As Points network. Each stage keeps its run folder under --runs; running the recipe
-   again resumes an interrupted stage exactly and skips finished ones.
-2. Evaluates generation against held-out procedural shapes (seeds the training set never
-   saw) with `python -m backend.evaluate`: MMD, COV and 1-NNA with Chamfer distance.
-3. Packages: models/default.safetensors (float16 weights), models/default-sap.safetensors
-   (the reconstruction network) and models/default.md, the model card.
+1. Continues from the shipped model (copied to RUNS/start.safetensors), so that rounds run in
+   different sessions add up: trains the `tiny` configuration on the procedural dataset with the
+   project's own stages (`python -m backend.train ...`): the VAE in two phases, both priors and
+   the voxel-guide encoder; the Shape As Points network, trained on the data alone, is kept from
+   the shipped model unless --retrain-sap. Each stage keeps its run folder under --runs; running
+   the recipe again resumes an interrupted stage exactly and skips finished ones.
+2. Evaluates against held-out procedural shapes (seeds the training set never saw): generation
+   with `python -m backend.evaluate` (MMD, COV and 1-NNA with Chamfer distance) beside the
+   real-against-real baseline of the same set size; the categories of the samples' nearest
+   shapes, with and without asking for one; variations; what the latents carry; mesh
+   reconstruction; the DDIM inversion round trip. Sample sheets land in RUNS/evaluation/, drawn
+   at their true scale.
+3. Packages: models/default.safetensors (float16 weights, its lineage in the metadata),
+   models/default-sap.safetensors (the reconstruction network) and models/default.md, the model
+   card with every round's steps, settings and ablations.
 
-The settings below are the ones the shipped model was trained with, on a 2-core CPU; on a GPU
-the same command runs them faster (raise the steps there to improve the model).
+The settings below are this round's, on a 2-core CPU; on a GPU the same command runs them faster
+(raise the steps there to improve the model).
 """
 import argparse
 import datetime
@@ -48,7 +55,7 @@ VAE_STAGES = [
     ("vae_sharpen", 1000, ["--kl-start", "0.1", "--kl-max", "0.03", "--kl-anneal-portion", "0.2"]),
 ]
 VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 9000, 300, 200
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 7009, 300, 200  # 7009: where this round stopped the prior
 PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "1e-3",
                   "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",
