@@ -78,3 +78,23 @@ def save_contact_sheet(points: torch.Tensor, path: str, columns: int = 8) -> str
     from backend.render import contact_sheet
 
     return contact_sheet([cloud.detach().cpu().numpy() for cloud in points], path, columns=columns, true_scale=True)
+
+
+@torch.no_grad()
+def noise_error_by_step(model, shapes: torch.Tensor, steps=(10, 50, 150, 300, 600), seed: int = 0) -> Dict[int, float]:
+    """{step t: the point prior's mean squared noise error on the xyz of the latent points}, for
+    posterior samples of `shapes` diffused to t. 1.0 is no better than predicting no noise; the
+    fine surface is made at the low steps, so this says where a point prior falls short."""
+    from backend import diffusion
+    from backend.pipelines import encode
+
+    generator = torch.Generator().manual_seed(seed)
+    shape_latent, latent_points = encode(model, shapes, generator)
+    eps_model = model.point_eps_model(shape_latent)
+    errors = {}
+    for t in steps:
+        noise = torch.randn(latent_points.shape, generator=generator)
+        noisy = diffusion.q_sample(model.schedule, latent_points, t, noise)
+        predicted = eps_model(noisy, torch.full((len(shapes),), t - 1, dtype=torch.int64))
+        errors[int(t)] = float((predicted - noise)[..., :3].square().mean())
+    return errors

@@ -303,6 +303,15 @@ def evaluate_reconstruction(model, network_path, shapes_per_category=2):
     return {name: float(np.mean(values)) for name, values in errors.items()}
 
 
+def noise_error_by_step(model):
+    """The point prior's noise error per diffusion step on 16 held-out shapes (quality.noise_error_by_step)."""
+    from backend import quality
+    from backend.data.procedural import CATEGORIES
+
+    shapes, _ = quality.held_out_shapes(model, CATEGORIES, 2, first_seed=500_000)
+    return quality.noise_error_by_step(model, shapes)
+
+
 def inversion_round_trip(model, steps=EVALUATION_STEPS, refinement=3):
     """How well DDIM inversion then sampling gives back the latents of two held-out shapes (what
     interpolation rests on, with the refinement passes pipelines.interpolate uses): mean absolute
@@ -453,6 +462,7 @@ def package(runs, models_dir, device, ablations=()):
         "max_weight_rounding": with_half,
         "latents": evaluate_latents(model),
         "inversion_round_trip": inversion_round_trip(model),
+        "noise_error_by_step": noise_error_by_step(model),
         "metrics": evaluate(model, out_dir),
         "categories": evaluate_categories(model, out_dir),
         "variations": evaluate_variations(model, out_dir),
@@ -600,8 +610,10 @@ def write_model_card(facts, path):
         f"of {trip['latent_points']:.2f} of their standard deviation (z0: {trip['shape_latent']:.2f}): what "
         "Interpolate's end frames rest on.",
         "",
-        "- The point prior's noise prediction is poor at low noise (steps below ~150, where the",
-        "  fine surface is made): samples and variations come out as coarse silhouettes, larger",
+        "- The point prior's noise prediction is poor at low noise, where the fine surface is made",
+        "  (mean squared noise error on the latent points' xyz, 1.0 being no better than predicting",
+        "  no noise: " + ", ".join(f"step {t}: {e:.2f}" for t, e in facts["noise_error_by_step"].items()) + "):",
+        "  samples and variations come out as coarse silhouettes, larger",
         "  than the data, with stray points. The `tiny` point prior's grids (16/8/4 voxels, 128",
         "  centers) are coarse for that job; a finer point prior is the next round's work.",
         "- Interpolate's middle frames are such silhouettes too: they leave the path between A and",

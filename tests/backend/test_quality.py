@@ -48,3 +48,15 @@ def test_true_scale_sheet_shares_one_scale_and_labels_sizes(tmp_path):
     assert inked(sheet[40:, :256]) < 0.2 * inked(fitted[40:])
     assert half_extent(large) > 5 * half_extent(small)
     assert inked(sheet[:16, :256]) > 0, "each tile is labelled with its half extent"
+
+
+def test_noise_error_of_a_prior_that_predicts_no_noise_is_one():
+    from backend.config import get_config
+    from backend.models import LionModel
+
+    torch.manual_seed(0)
+    model = LionModel(get_config("tiny")).eval()
+    torch.nn.init.zeros_(model.point_prior.unet.head_out.weight)
+    torch.nn.init.zeros_(model.point_prior.unet.head_out.bias)
+    errors = quality.noise_error_by_step(model, blob([0, 0, 0], 0.4, count=2048)[None], steps=(10, 500))
+    assert set(errors) == {10, 500} and all(abs(e - 1.0) < 0.1 for e in errors.values())
