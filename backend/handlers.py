@@ -343,8 +343,10 @@ def voxel_guided(params, arrays, context):
         raise RequestError(f"voxel guide: {exc}") from None
     frame = _shape_frame(points.astype(np.float64), metadata, arrays.get("matrix"))
     encoder = model.encode_voxel_guide
+    # LION's diffuse-denoise: fresh noise is what lets the prior replace the guide's blocks.
     generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), count, tau,
-                                     _generator(params), settings, _progress(context), encoder=encoder)
+                                     _generator(params), settings, _progress(context), encoder=encoder,
+                                     invert_points=False)
     header, arrays_out = _results(params, frame.to_world(generated.cpu().numpy()), context)
     return {**header, **_generation_header(name, params, settings), "count": count, "tau": tau,
             "encoder": "voxel" if encoder is not None else "standard"}, arrays_out

@@ -108,12 +108,20 @@ def _check_tau(tau, schedule):
 
 @torch.no_grad()
 def variations(model, points, count, tau, generator, settings: SamplerSettings = SamplerSettings(),
-               progress: Optional[Progress] = None, encoder=None):
-    """Diffuse-denoise: `count` shapes like `points` (float [N, 3], normalized).
+               progress: Optional[Progress] = None, encoder=None, invert_points=True):
+    """`count` shapes like `points` (float [N, 3], normalized).
 
-    The input's z0 is diffused to step `tau` and denoised; then its h0 is diffused to `tau`
-    and denoised given the new z0. Small tau stays close to the input, large tau makes new
-    shapes of the same kind. DDIM uses min(steps, tau) steps from tau down.
+    The input's z0 is diffused to step `tau` and denoised (diffuse-denoise), giving each
+    variation its own shape latent. The latent points then follow one of two paths:
+    - `invert_points` with DDIM (the default): they are inverted to `tau` along the model's own
+      deterministic path given the input's z0, and sampled back given the new z0. The new z0
+      is what varies the shape; the path is exact where the point prior is weak (the last,
+      low-noise steps), so the variations keep the input's detail.
+    - otherwise (and always with DDPM): diffused to `tau` with fresh noise and denoised given
+      the new z0, LION's diffuse-denoise, which needs a point prior that removes the noise of
+      the low steps well.
+    Small tau stays close to the input, large tau makes new shapes of the same kind. DDIM uses
+    min(steps, tau) steps from tau down.
     encoder: what encodes the points (see `encode`): the VAE by default, a voxel-guide encoder
     for voxel guides. Each variation draws its own posterior sample.
     Returns float [count, N, 3].
@@ -128,9 +136,17 @@ def variations(model, points, count, tau, generator, settings: SamplerSettings =
     common = dict(num_steps=num_steps, spacing=settings.spacing, eta=settings.eta, generator=generator)
     new_shape_latent = diffusion.diffuse_denoise(schedule, model.shape_eps_model(), shape_latent, tau,
                                                  callback=_stage_callback(progress, "shape latent"), **common)
-    new_latent_points = diffusion.diffuse_denoise(
-        schedule, model.point_eps_model(new_shape_latent), latent_points, tau,
-        callback=_stage_callback(progress, "latent points"), **common)
+    if invert_points and settings.sampler == "ddim":
+        steps = diffusion.sampling_steps(schedule, min(settings.steps, tau), settings.spacing, start=tau)
+        noisy = diffusion.ddim_invert(schedule, model.point_eps_model(shape_latent), latent_points, steps,
+                                      callback=_stage_callback(progress, "inverting latent points"))
+        new_latent_points = diffusion.ddim_sample(schedule, model.point_eps_model(new_shape_latent), noisy, steps,
+                                                  eta=settings.eta, generator=generator,
+                                                  callback=_stage_callback(progress, "latent points"))
+    else:
+        new_latent_points = diffusion.diffuse_denoise(
+            schedule, model.point_eps_model(new_shape_latent), latent_points, tau,
+            callback=_stage_callback(progress, "latent points"), **common)
     return model.vae.decode(new_shape_latent, new_latent_points)
 
 

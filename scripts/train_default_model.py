@@ -214,7 +214,7 @@ def evaluate_categories(model, out_dir, per_category=HELD_OUT_PER_CATEGORY):
     return quality.category_shares(quality.nearest_categories(made, reference, labels), wanted)
 
 
-def evaluate_variations(model, out_dir, sources_per_category=2, count=3):
+def evaluate_variations(model, out_dir, sources_per_category=2, count=3, invert_points=True):
     """Variations at the add-on's default similarity of held-out shapes: the share that keep the
     source's category (nearest held-out reference), and how far they are from their source and
     from each other (mean Chamfer distance), beside the VAE's own reconstruction error."""
@@ -231,7 +231,8 @@ def evaluate_variations(model, out_dir, sources_per_category=2, count=3):
     kept, wanted, to_source, between, reconstruction, sheet = [], [], [], [], [], []
     with torch.no_grad():
         for source, name in zip(sources, source_labels):
-            made = variations(model, source, count, VARIATION_TAU, generator, SamplerSettings(steps=EVALUATION_STEPS))
+            made = variations(model, source, count, VARIATION_TAU, generator, SamplerSettings(steps=EVALUATION_STEPS),
+                              invert_points=invert_points)
             kept += quality.nearest_categories(made, reference, labels)
             wanted += [name] * count
             to_source.append(chamfer_distance(made, source[None].expand_as(made)).mean().item())
@@ -240,7 +241,8 @@ def evaluate_variations(model, out_dir, sources_per_category=2, count=3):
             reconstruction.append(chamfer_distance(model.vae.decode(z, h), source[None]).item())
             if len(sheet) < 4 * (count + 1):
                 sheet += [source, *made]
-    quality.save_contact_sheet(torch.stack(sheet), os.path.join(out_dir, "variations.png"), columns=count + 1)
+    name = "variations.png" if invert_points else "variations_diffuse_denoise.png"
+    quality.save_contact_sheet(torch.stack(sheet), os.path.join(out_dir, name), columns=count + 1)
     shares = quality.category_shares(kept, wanted)
     return {"kept_category": sum(k == w for k, w in zip(kept, wanted)) / len(kept), "per_category": shares,
             "chamfer_to_source": float(np.mean(to_source)), "chamfer_between": float(np.mean(between)),
@@ -466,6 +468,7 @@ def package(runs, models_dir, device, ablations=()):
         "metrics": evaluate(model, out_dir),
         "categories": evaluate_categories(model, out_dir),
         "variations": evaluate_variations(model, out_dir),
+        "variations_diffuse_denoise": evaluate_variations(model, out_dir, invert_points=False),
     }
     for key in ("latents", "inversion_round_trip", "categories", "variations"):
         print(f"[recipe] {key}: {facts[key]}", flush=True)
@@ -560,15 +563,23 @@ def write_model_card(facts, path):
             "|" + "---|" * len(facts["categories"]),
             "| " + " | ".join(_percent(v) for v in facts["categories"].values()) + " |",
         ]
-    variations = facts["variations"]
+    variations, fresh = facts["variations"], facts.get("variations_diffuse_denoise")
     lines += [
         "",
         f"Variations at the add-on's default similarity (tau {VARIATION_TAU}), 3 of each of 2 held-out shapes",
-        f"per category: {_percent(variations['kept_category'])} keep the source's category (nearest held-out shape). "
-        f"They lie {variations['chamfer_to_source']:.4f} from their source",
+        "per category, as the add-on makes them (latent points inverted along the model's own DDIM path,",
+        f"sampled back given a new z0): {_percent(variations['kept_category'])} keep the source's category "
+        f"(nearest held-out shape). They lie {variations['chamfer_to_source']:.4f} from their source",
         f"and {variations['chamfer_between']:.4f} from each other (Chamfer), where the VAE's own reconstruction "
         f"error is {variations['reconstruction_chamfer']:.4f}.",
     ]
+    if fresh:
+        lines += [
+            f"LION's diffuse-denoise (fresh noise on the latent points too; what voxel guides use) keeps "
+            f"{_percent(fresh['kept_category'])},",
+            f"but its shapes are blurred blobs {fresh['chamfer_to_source']:.4f} from their source: this point prior "
+            "does not remove the noise of the low steps.",
+        ]
     ablations = [a for round_ in facts["lineage"] for a in round_.get("ablations") or []]
     if ablations:
         lines += ["", "## Ablations behind the choices", ""]
@@ -613,9 +624,11 @@ def write_model_card(facts, path):
         "- The point prior's noise prediction is poor at low noise, where the fine surface is made",
         "  (mean squared noise error on the latent points' xyz, 1.0 being no better than predicting",
         "  no noise: " + ", ".join(f"step {t}: {e:.2f}" for t, e in facts["noise_error_by_step"].items()) + "):",
-        "  samples and variations come out as coarse silhouettes, larger",
-        "  than the data, with stray points. The `tiny` point prior's grids (16/8/4 voxels, 128",
-        "  centers) are coarse for that job; a finer point prior is the next round's work.",
+        "  fresh samples come out as coarse silhouettes of their category, larger than the data,",
+        "  with stray points. Variations avoid it by inverting the latent points along the model's",
+        "  own path instead of adding fresh noise; voxel guides do not yet. The `tiny` point prior's",
+        "  grids (16/8/4 voxels, 128 centers) are coarse for that job; a finer point prior is the",
+        "  next round's work.",
         "- Interpolate's middle frames are such silhouettes too: they leave the path between A and",
         "  B (a strict-xfail test records the criterion).",
         "- Decoding a shape's latent points with another shape's z0 changes it little (above):",
