@@ -96,11 +96,11 @@ def test_generate_by_category_makes_that_category(model):
 @torch.no_grad()
 def test_variations_stay_in_the_category_of_their_source(model):
     """Each category's held-out shape, varied at the add-on's default similarity: the nearest of
-    a few training shapes per category is, for two thirds of the variations, of the source's
-    category (chance: 1 in 8; round 1 of the model kept 15 of 24, round 2 keeps 18). Against
-    the model card's larger held-out reference set the share is higher (see models/default.md)."""
+    12 training shapes per category is, for three quarters of the variations (21 of 24 at round
+    2), of the source's category (chance: 1 in 8). The model card measures the same against
+    held-out shapes (models/default.md)."""
     sources = held_out(model, CATEGORIES)
-    references = held_out(model, CATEGORIES, count=4, first_seed=0)  # training shapes
+    references = held_out(model, CATEGORIES, count=12, first_seed=0)  # training shapes
     reference_categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(len(references))]
     generator = torch.Generator().manual_seed(0)
     right, total = 0, 0
@@ -110,7 +110,7 @@ def test_variations_stay_in_the_category_of_their_source(model):
             distances = chamfer_distance(shape[None].expand(len(references), -1, -1), references)
             right += reference_categories[int(distances.argmin())] == category
             total += 1
-    assert right >= (2 / 3) * total, f"only {right} of {total} variations kept their source's category"
+    assert right >= 0.75 * total, f"only {right} of {total} variations kept their source's category"
 
 
 @pytest.mark.xfail(strict=True, reason="round 2 meets the ends (frame 0 is A and the last is B, the DDIM "
