@@ -42,10 +42,6 @@ class SamplerSettings:
         return num_steps if self.sampler == "ddpm" else self.steps
 
 
-def schedule_of(model):
-    return model.schedule
-
-
 def _stage_callback(progress: Optional[Progress], stage: str):
     if progress is None:
         return None
@@ -73,7 +69,7 @@ def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(
     """
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}")
-    schedule = schedule_of(model)
+    schedule = model.schedule
     settings.validate(schedule.num_steps)
     shape_eps = model.shape_eps_model(category, guidance)
     device = next(model.parameters()).device
@@ -128,7 +124,7 @@ def variations(model, points, count, tau, generator, settings: SamplerSettings =
     """
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}")
-    schedule = schedule_of(model)
+    schedule = model.schedule
     settings.validate(schedule.num_steps)
     _check_tau(tau, schedule)
     shape_latent, latent_points = encode(model, points[None].expand(count, -1, -1), generator, encoder)
@@ -168,7 +164,7 @@ def interpolate(model, points_a, points_b, frames, settings: SamplerSettings = S
     """
     if not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
-    schedule = schedule_of(model)
+    schedule = model.schedule
     settings.validate(schedule.num_steps)
     steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)
     shape_latent, latent_points = encode(model, torch.stack([points_a, points_b]), _fixed_generator())
@@ -207,7 +203,7 @@ def regenerate_region(model, points, keep, generator, settings: SamplerSettings 
     """
     if keep.shape != points.shape[:1] or keep.dtype != torch.bool:
         raise ValueError(f"keep must be a bool tensor of shape [{points.shape[0]}], got {keep.dtype} {list(keep.shape)}")
-    schedule = schedule_of(model)
+    schedule = model.schedule
     settings.validate(schedule.num_steps)
     shape_latent, latent_points = encode(model, points[None], generator)
     known = keep[None, :, None].expand_as(latent_points)

@@ -68,10 +68,10 @@ class LionModel(nn.Module):
         """The category names the shape prior can be asked for (empty: unconditional)."""
         return list(self.config.shape_prior.categories)
 
-    def category_label(self, category: Optional[str]) -> int:
-        """The shape prior's label of a category name; None or "any" is the "no category" label."""
+    def category_label(self, category: Optional[str]) -> Optional[int]:
+        """The shape prior's label of a category name; None for None or "any" (no category)."""
         if category is None or category == "any":
-            return self.shape_prior.no_category if self.categories else -1
+            return None
         if category not in self.categories:
             known = ", ".join(self.categories) if self.categories else "none (this model is unconditional)"
             raise ValueError(f"category must be one of: any, {known}; got {category!r}")
@@ -90,14 +90,11 @@ class LionModel(nn.Module):
         the plain conditional prediction and larger values hold samples closer to the category.
         """
         label = self.category_label(category)
-        if label < 0 or label == self.shape_prior.no_category:
-            network = (lambda x, index: self.shape_prior(x, index)) if label < 0 else (
-                lambda x, index: self.shape_prior(x, index, torch.full((x.shape[0],), label, dtype=torch.int64)))
-            return self._as_eps(network, self.shape_prior)
-        any_label = self.shape_prior.no_category
+        if label is None:  # the prior's own "no category" prediction
+            return self._as_eps(self.shape_prior, self.shape_prior)
 
         def guided(x, index):
-            labels = torch.tensor([label, any_label], dtype=torch.int64).repeat_interleave(x.shape[0])
+            labels = torch.tensor([label, self.shape_prior.no_category]).repeat_interleave(x.shape[0])
             conditional, unconditional = self.shape_prior(torch.cat([x, x]), torch.cat([index, index]), labels).chunk(2)
             return unconditional + guidance * (conditional - unconditional)
 
