@@ -67,6 +67,11 @@ class UNetConfig:
     attention_head_channels: int = 32
     head_channels: int = 128
     dropout: float = 0.1
+    # The released networks pass only the extra input channels (not xyz) to the last
+    # propagation stage, which then sees each point's position only through voxels and its 3
+    # nearest centers. True passes xyz too, so a coarse grid can still place each point exactly
+    # (what a small point prior needs for the fine denoising of the last sampling steps).
+    xyz_in_finest_skip: bool = False
 
 
 @dataclass
@@ -400,6 +405,30 @@ def tiny_config() -> LionConfig:
 
 
 CONFIGS = {"paper": paper_config, "tiny": tiny_config}
+
+
+def _tiny_point_prior(centers=128, xyz_in_finest_skip=False) -> LatentPointPriorConfig:
+    prior = tiny_config().point_prior
+    down = list(prior.unet.down)
+    down[0] = dataclasses.replace(down[0], num_centers=centers)
+    unet = dataclasses.replace(prior.unet, down=down, xyz_in_finest_skip=xyz_in_finest_skip)
+    return dataclasses.replace(prior, unet=unet)
+
+
+# h0-prior architectures a prior stage may train in place of its VAE model's (`--point-prior`).
+POINT_PRIORS = {
+    "paper": lambda: paper_config().point_prior,
+    "tiny": lambda: tiny_config().point_prior,
+    "tiny-xyz": lambda: _tiny_point_prior(xyz_in_finest_skip=True),
+    "tiny-xyz-512": lambda: _tiny_point_prior(centers=512, xyz_in_finest_skip=True),
+}
+
+
+def get_point_prior(name: str) -> LatentPointPriorConfig:
+    """A fresh copy of the named h0-prior architecture (POINT_PRIORS)."""
+    if name not in POINT_PRIORS:
+        raise ValueError(f"point prior must be one of {sorted(POINT_PRIORS)}, got {name!r}")
+    return POINT_PRIORS[name]()
 
 
 def get_config(name: str) -> LionConfig:

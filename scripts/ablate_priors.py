@@ -14,12 +14,15 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+ENCODINGS_FILE = "encodings.pt"  # backend.train.prior's cache of the VAE's encodings
 
 
 def parse_arguments(argv):
@@ -40,6 +43,12 @@ def train_variant(args, name, extra):
     run_dir = os.path.join(args.out, name)
     if os.path.isfile(os.path.join(run_dir, "model.safetensors")):
         return run_dir, None
+    # Every variant trains on the same VAE, data, draws and seed, so on the same encodings:
+    # made by the first variant, shared with the others (encoding is minutes on a CPU).
+    shared = os.path.join(args.out, ENCODINGS_FILE)
+    if os.path.isfile(shared) and not os.path.exists(os.path.join(run_dir, ENCODINGS_FILE)):
+        os.makedirs(run_dir, exist_ok=True)
+        shutil.copyfile(shared, os.path.join(run_dir, ENCODINGS_FILE))
     command = [sys.executable, "-m", "backend.train", "prior", "--vae", args.vae,
                "--data", f"procedural:{args.categories}", "--shapes-per-category", str(args.shapes_per_category),
                "--out", run_dir, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
@@ -47,6 +56,8 @@ def train_variant(args, name, extra):
     print("[ablation]", " ".join(command), flush=True)
     started = time.time()
     subprocess.run(command, cwd=ROOT, check=True)
+    if not os.path.isfile(shared):
+        shutil.copyfile(os.path.join(run_dir, ENCODINGS_FILE), shared)
     return run_dir, time.time() - started
 
 
@@ -66,7 +77,9 @@ def measure(run_dir, categories, count, cache):
     with torch.no_grad():
         generated = torch.cat([sample(model, count, generator, SamplerSettings(steps=25),
                                       category=name if model.categories else None) for name in categories])
-    return quality.generation_report(generated, reference, labels, baseline)
+    report = quality.generation_report(generated, reference, labels, baseline)
+    report["noise_error_by_step"] = quality.noise_error_by_step(model, reference)
+    return report
 
 
 def main(argv=None):
@@ -84,10 +97,12 @@ def main(argv=None):
         results[name] = {"arguments": extra, "train_seconds": seconds, **measure(run_dir, categories, args.eval_count, cache)}
         with open(os.path.join(args.out, "ablation.json"), "w") as f:
             json.dump({"vae": args.vae, "categories": categories, "steps": args.steps, "results": results}, f, indent=2)
-    print(f"\n{'variant':<12} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}")
+    print(f"\n{'variant':<14} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}"
+          "  noise error at steps")
     for name, r in results.items():
-        print(f"{name:<12} {r['1-NNA-CD']:>9.3f} {r['real_vs_real_1-NNA-CD']:>9.3f} {r['COV-CD']:>7.3f} "
-              f"{r['half_extent']:>12.3f} {r['reference_half_extent']:>6.3f}")
+        errors = " ".join(f"{t}:{e:.2f}" for t, e in r.get("noise_error_by_step", {}).items())
+        print(f"{name:<14} {r['1-NNA-CD']:>9.3f} {r['real_vs_real_1-NNA-CD']:>9.3f} {r['COV-CD']:>7.3f} "
+              f"{r['half_extent']:>12.3f} {r['reference_half_extent']:>6.3f}  {errors}")
     return 0
 
 

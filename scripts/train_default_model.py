@@ -46,23 +46,19 @@ EVALUATION_STEPS = 25  # DDIM steps of the evaluated samples, the add-on's defau
 VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
 
 # This round's settings, chosen by the ablations recorded in the model card. Every round starts
-# from the shipped model (copied to RUNS/start.safetensors first), so rounds add up.
-# The VAE first learns noisy latent points and a z0 in use (KL 0.01 -> 0.1: latent points with a
-# posterior sigma near 0.14, z0 spread across shapes above its sigma), then sharpens at 0.03 so the
-# decoder reconstructs parts (legs, slats) again while z0 stays in use. 1019: where the first
-# phase of this round was stopped; its ramp is over the first 800 steps.
-VAE_STAGES = [
-    ("vae", 1019, ["--kl-start", "0.01", "--kl-max", "0.1", "--kl-anneal-portion", "0.7852"]),
-    ("vae_sharpen", 1000, ["--kl-start", "0.1", "--kl-max", "0.03", "--kl-anneal-portion", "0.2"]),
-]
+# from the shipped model (copied to RUNS/start.safetensors first), so rounds add up; the model
+# card keeps the settings of the earlier rounds.
+# Round 3 keeps round 2's VAE (its latents carry the shape: see the card) and its voxel-guide
+# encoder, and trains new priors: the h0 prior whose last stage also sees each point's xyz
+# ("tiny-xyz", config.POINT_PRIORS), which the ablation showed learning the fine denoising the
+# released layout could not (a VAE phase here would be "name", steps, arguments as in round 2).
+VAE_STAGES = []
 VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 7009, 300, 200  # 7009: where this round stopped the prior
-PRIOR_SETTINGS = ["--batch-size", "8", "--prediction", "v", "--class-conditional", "--lr", "1e-3",
-                  "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 12000, 0, 200  # 0: keep the start model's part
+PRIOR_SETTINGS = ["--point-prior", "tiny-xyz", "--batch-size", "8", "--prediction", "v", "--class-conditional",
+                  "--lr", "1e-3", "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",
-                  # 3798: where renders showed the h0 prior still blurring variations, so half its
-                  # examples moved to the low-noise steps from there on.
-                  "--low-t-share", "0.5", "--low-t-max", "400", "--low-t-from-step", "3798"]
+                  "--low-t-share", "0.3", "--low-t-max", "400"]
 
 
 def stages(runs):
@@ -80,11 +76,13 @@ def stages(runs):
         ("prior", ["prior", "--vae", vae, *DATA, "--out", prior, "--steps", str(PRIOR_STEPS),
                    *PRIOR_SETTINGS, "--checkpoint-every", "1000"],
          os.path.join(prior, model)),
+    ] + ([
         # Fine-tunes copies of the VAE's encoders only, so it starts from the VAE (and may run
         # beside the prior stage); packaging joins its voxel encoder to the trained priors.
         ("voxel_encoder", ["voxel-encoder", "--model", vae, *DATA, "--out", voxel,
                            "--steps", str(VOXEL_STEPS), "--batch-size", "8", "--checkpoint-every", "100"],
          os.path.join(voxel, model)),
+    ] if VOXEL_STEPS else []) + [
         ("sap", ["sap", *DATA, "--out", sap, "--steps", str(SAP_STEPS), "--batch-size", "4", "--resolution", "64",
                  "--checkpoint-every", "100"],
          os.path.join(sap, "sap.safetensors")),
@@ -347,7 +345,8 @@ def stage_summary(runs):
     """{stage: {"steps", "seconds", "arguments"}} from each run's log; "seconds" leaves out the
     pauses between an interrupted run and its resume. A stage without a run (the Shape As
     Points network kept from the shipped model) says so."""
-    summary = {}
+    summary = {name: {"steps": 0, "seconds": None, "arguments": "kept from the model continued from"}
+               for name, kept in (("vae", not VAE_STAGES), ("voxel_encoder", not VOXEL_STEPS)) if kept}
     for name, arguments, _ in stages(runs):
         run_dir = arguments[arguments.index("--out") + 1]
         log_path = os.path.join(run_dir, "log.jsonl")
@@ -404,7 +403,8 @@ def join_priors_and_voxel_encoder(prior_model, voxel_model, destination, rounds)
 
     priors, voxel = load_checkpoint(prior_model), load_checkpoint(voxel_model)
     for name, value in priors.tensors.items():
-        if name.startswith("vae.") and not torch.equal(value, voxel.tensors[name]):
+        # (float16 in a shipped start model, whose VAE the prior stage may have kept)
+        if name.startswith("vae.") and not torch.equal(value.float(), voxel.tensors[name].float()):
             raise ValueError(f"{prior_model} and {voxel_model} hold different VAEs ({name})")
     if priors.config.vae != voxel.config.vae:
         raise ValueError(f"{prior_model} and {voxel_model} have different VAE configs")
@@ -432,7 +432,8 @@ def package(runs, models_dir, device, ablations=()):
     os.makedirs(models_dir, exist_ok=True)
     final = os.path.join(runs, "joined.safetensors")
     rounds = lineage(runs, list(ablations))
-    join_priors_and_voxel_encoder(products["prior"], products["voxel_encoder"], final, rounds)
+    voxel_model = products.get("voxel_encoder", os.path.join(runs, "start.safetensors"))
+    join_priors_and_voxel_encoder(products["prior"], voxel_model, final, rounds)
     model_path = os.path.join(models_dir, f"{MODEL_NAME}.safetensors")
     save_half_precision(final, model_path)
     if device == "auto":

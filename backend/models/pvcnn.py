@@ -147,7 +147,8 @@ class PVCNNUNet(nn.Module):
             self.down.append(SetAbstraction(stage_in, stage, condition_dim, config.attention_heads,
                                             config.attention_head_channels, config.dropout, init_scale))
             channels = self.down[-1].out_channels
-        skip_channels[0] = extra_channels
+        self.xyz_in_finest_skip = config.xyz_in_finest_skip
+        skip_channels[0] = 3 + extra_channels if self.xyz_in_finest_skip else extra_channels
         self.global_attention = (LinearAttention(channels, config.global_attention_heads,
                                                  config.attention_head_channels)
                                  if config.global_attention_heads else None)
@@ -177,7 +178,7 @@ class PVCNNUNet(nn.Module):
             if index > 0:
                 features = self._with_time(features, time_features)
             features, coords = stage(features, coords, condition)
-        skip_features[0] = inputs[:, 3:]
+        skip_features[0] = inputs if self.xyz_in_finest_skip else inputs[:, 3:]
         if self.global_attention is not None:
             features = self.global_attention(features)
         for index, stage in enumerate(self.up):

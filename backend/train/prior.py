@@ -33,7 +33,7 @@ import os
 import torch
 
 from backend import diffusion, pipelines
-from backend.config import PREDICTIONS
+from backend.config import POINT_PRIORS, PREDICTIONS, get_point_prior
 from backend.models.priors import LatentPointPrior, ShapeLatentPrior
 from backend.models.vae import sample_gaussian
 from backend.train import runtime
@@ -76,10 +76,13 @@ def training_steps(count, num_steps, low_share, low_max, generator):
     return torch.where(chosen, low, uniform)
 
 
-def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None):
-    """Give `model` fresh priors for a new parameterization and/or category list; the config
-    records them, so every later caller reads them from there."""
+def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None, point_prior=None):
+    """Give `model` fresh priors for a new parameterization, category list and/or h0-prior
+    architecture (a LatentPointPriorConfig); the config records them, so every later caller
+    reads them from there."""
     config = model.config
+    if point_prior is not None:
+        config = dataclasses.replace(config, point_prior=point_prior)
     diffusion_config = dataclasses.replace(
         config.diffusion, prediction=prediction or config.diffusion.prediction,
         mixing_logit_init=config.diffusion.mixing_logit_init if mixing_logit_init is None else mixing_logit_init)
@@ -154,6 +157,8 @@ def parse_arguments(argv):
     parser.add_argument("--class-conditional", action="store_true", help="condition the z0 prior on the data's categories")
     parser.add_argument("--label-dropout", type=float, default=0.2, help="share of unlabelled z0 prior examples")
     parser.add_argument("--continue-priors", action="store_true", help="train on the priors of the --vae model")
+    parser.add_argument("--point-prior", choices=sorted(POINT_PRIORS),
+                        help="h0-prior architecture (default: the --vae model's)")
     parser.add_argument("--encodings-per-shape", type=int, default=4, help="posterior draws per training shape")
     parser.add_argument("--shape-steps-per-step", type=int, default=4, help="z0 prior updates per step")
     parser.add_argument("--shape-batch-size", type=int, default=64, help="z0 samples per z0 prior update")
@@ -175,7 +180,10 @@ def main(argv=None):
     categories = sorted({dataset.category(i) for i in range(len(dataset))}) if args.class_conditional else []
     if not args.continue_priors:
         torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
-        rebuild_priors(model, args.prediction, categories, args.mixing_logit_init)
+        rebuild_priors(model, args.prediction, categories, args.mixing_logit_init,
+                       get_point_prior(args.point_prior) if args.point_prior else None)
+    elif args.point_prior:
+        raise SystemExit("--point-prior builds new priors; it cannot go with --continue-priors")
     elif args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories

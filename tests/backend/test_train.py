@@ -114,6 +114,34 @@ def test_prior_stage_resumes_exactly(tmp_path, trained_vae):
     assert model.normalization is not None
 
 
+def test_prior_stage_trains_the_chosen_point_prior_architecture(tmp_path, trained_vae):
+    from backend.checkpoint import load_model
+    from backend.config import get_point_prior
+
+    out = tmp_path / "xyz"
+    code, output = finish(train("prior", out, "--vae", str(trained_vae), "--point-prior", "tiny-xyz",
+                                "--encodings-per-shape", "1", steps=2))
+    assert code == 0, output
+    model, _ = load_model(out / "model.safetensors")
+    source, _ = load_model(trained_vae)
+    assert not source.config.point_prior.unet.xyz_in_finest_skip
+    assert model.config.point_prior == get_point_prior("tiny-xyz") and model.config.point_prior.unet.xyz_in_finest_skip
+    assert model.config.vae == source.config.vae
+    # the last propagation stage reads 3 more channels (xyz) than the released layout's
+    widths = {name: value.shape for name, value in model.point_prior.state_dict().items()}
+    released = {name: value.shape for name, value in source.point_prior.state_dict().items()}
+    assert widths.keys() == released.keys()
+    changed = [name for name in widths if widths[name] != released[name]]
+    assert changed and all(widths[name][1] == released[name][1] + 3 for name in changed)
+    latent_points = torch.randn(2, model.config.vae.num_points, model.config.latent_point_dim)
+    predicted = model.point_prior(latent_points, torch.tensor(10), torch.randn(2, model.config.vae.shape_latent_dim))
+    assert predicted.shape == latent_points.shape and torch.isfinite(predicted).all()
+
+    code, output = finish(train("prior", tmp_path / "both", "--vae", str(out / "model.safetensors"),
+                                "--point-prior", "tiny", "--continue-priors", steps=2))
+    assert code != 0 and "--continue-priors" in output
+
+
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, trained_vae):
     out = trained_vae.parent
     code, output = finish(train("vae", out, "--config", "tiny", steps=2))
