@@ -80,6 +80,26 @@ def test_pairwise_matrices_match_single_pairs():
     assert torch.allclose(symmetric[0, 2].float(), chamfer_distance(a[0:1], a[2:3])[0])
 
 
+@pytest.mark.parametrize("sizes", [(5, 1, 1), (4, 37, 200), (3, 128, 16)])
+def test_pairwise_chamfer_on_the_cpu_matches_the_matrix_form(sizes):
+    """The k-d tree path pairwise_distances takes for chamfer_distance on the CPU against its
+    matrix twin (forced by pairs_per_batch), on awkward random inputs: a single point, uneven
+    sizes, coincident points."""
+    count, n, m = sizes
+    generator = torch.Generator().manual_seed(n + m)
+    a = torch.randn(count, n, 3, generator=generator) * 2 + 1
+    b = torch.rand(count + 1, m, 3, generator=generator)
+    b[0, : min(n, m)] = a[0, : min(n, m)]  # shared points: zero distances
+    for y in (b, None):
+        fast = pairwise_distances(a, y, chamfer_distance)
+        twin = pairwise_distances(a, y, chamfer_distance, pairs_per_batch=3)
+        assert fast.dtype == twin.dtype == torch.float64 and fast.shape == twin.shape
+        assert torch.allclose(fast, twin, rtol=1e-4, atol=1e-6)
+    seen = []
+    pairwise_distances(a, b, chamfer_distance, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (count * (count + 1), count * (count + 1))
+
+
 def test_mmd_and_coverage_by_hand():
     # generated rows, reference columns
     distances = torch.tensor([[1.0, 5.0, 9.0], [2.0, 4.0, 8.0]])
