@@ -98,3 +98,21 @@ def noise_error_by_step(model, shapes: torch.Tensor, steps=(10, 50, 150, 300, 60
         predicted = eps_model(noisy, torch.full((len(shapes),), t - 1, dtype=torch.int64))
         errors[int(t)] = float((predicted - noise)[..., :3].square().mean())
     return errors
+
+
+@torch.no_grad()
+def point_prior_chamfer(model, shapes: torch.Tensor, steps: int = 25, seed: int = 0) -> float:
+    """How well the h0 prior alone makes a shape: the mean Chamfer distance between `shapes` and
+    the decoding of their own z0 with latent points sampled from noise (DDIM, `steps`) given
+    that z0. The z0 prior plays no part, so this isolates the point prior; the VAE's own
+    reconstruction error is its floor. (The noise error per step cannot show this: the part
+    of the noise along the surface cannot be told from the surface itself, whatever the model.)"""
+    from backend import diffusion
+    from backend.pipelines import encode
+
+    generator = torch.Generator().manual_seed(seed)
+    shape_latent, latent_points = encode(model, shapes, generator)
+    noise = torch.randn(latent_points.shape, generator=generator)
+    made = diffusion.ddim_sample(model.schedule, model.point_eps_model(shape_latent), noise,
+                                 diffusion.sampling_steps(model.schedule, steps, "uniform"))
+    return float(chamfer_distance(model.vae.decode(shape_latent, made), shapes).mean())

@@ -79,6 +79,7 @@ def measure(run_dir, categories, count, cache):
                                       category=name if model.categories else None) for name in categories])
     report = quality.generation_report(generated, reference, labels, baseline)
     report["noise_error_by_step"] = quality.noise_error_by_step(model, reference)
+    report["point_prior_chamfer"] = quality.point_prior_chamfer(model, reference)
     return report
 
 
@@ -98,11 +99,11 @@ def main(argv=None):
         with open(os.path.join(args.out, "ablation.json"), "w") as f:
             json.dump({"vae": args.vae, "categories": categories, "steps": args.steps, "results": results}, f, indent=2)
     print(f"\n{'variant':<14} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}"
-          "  noise error at steps")
+          f" {'h0 prior CD':>11}  noise error at steps")
     for name, r in results.items():
         errors = " ".join(f"{t}:{e:.2f}" for t, e in r.get("noise_error_by_step", {}).items())
         print(f"{name:<14} {r['1-NNA-CD']:>9.3f} {r['real_vs_real_1-NNA-CD']:>9.3f} {r['COV-CD']:>7.3f} "
-              f"{r['half_extent']:>12.3f} {r['reference_half_extent']:>6.3f}  {errors}")
+              f"{r['half_extent']:>12.3f} {r['reference_half_extent']:>6.3f} {r.get('point_prior_chamfer', float('nan')):>11.4f}  {errors}")
     return 0
 
 

@@ -60,3 +60,33 @@ def test_noise_error_of_a_prior_that_predicts_no_noise_is_one():
     torch.nn.init.zeros_(model.point_prior.unet.head_out.bias)
     errors = quality.noise_error_by_step(model, blob([0, 0, 0], 0.4, count=2048)[None], steps=(10, 500))
     assert set(errors) == {10, 500} and all(abs(e - 1.0) < 0.1 for e in errors.values())
+
+
+def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_error(monkeypatch):
+    """An h0 prior that knows the shape's own latent points (its noise prediction is exact)
+    samples them back, so the measure falls to the VAE's reconstruction error; the untrained
+    prior lands far above it."""
+    from backend.config import get_config
+    from backend.metrics import chamfer_distance
+    from backend.models import LionModel
+    from backend.pipelines import encode
+
+    torch.manual_seed(0)
+    model = LionModel(get_config("tiny")).eval()
+    shapes = torch.stack([blob([0, 0, 0], 0.4, count=2048), blob([0.2, 0, 0], 0.6, count=2048, seed=1)])
+    with torch.no_grad():
+        shape_latent, latent_points = encode(model, shapes, torch.Generator().manual_seed(0))
+        reconstruction = float(chamfer_distance(model.vae.decode(shape_latent, latent_points), shapes).mean())
+        untrained = quality.point_prior_chamfer(model, shapes, steps=5)
+    abar = model.schedule.alphas_cumprod
+
+    def exact_noise(_shape_latent):
+        def predict(x, index):  # index = step - 1, as samplers call the networks
+            a = abar[index + 1].view(-1, 1, 1).float()
+            return (x - a.sqrt() * latent_points) / (1 - a).sqrt()
+        return predict
+
+    monkeypatch.setattr(model, "point_eps_model", exact_noise)
+    perfect = quality.point_prior_chamfer(model, shapes, steps=5)
+    assert perfect == pytest.approx(reconstruction, rel=1e-3)
+    assert untrained > 2 * reconstruction
