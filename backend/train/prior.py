@@ -35,6 +35,7 @@ import torch
 from backend import diffusion, pipelines
 from backend.config import POINT_PRIORS, PREDICTIONS, get_point_prior
 from backend.models.priors import LatentPointPrior, ShapeLatentPrior
+from backend.models.pvcnn import widen_for_xyz_in_finest_skip
 from backend.models.vae import sample_gaussian
 from backend.train import runtime
 
@@ -74,6 +75,27 @@ def training_steps(count, num_steps, low_share, low_max, generator):
     low = torch.randint(1, low_max + 1, (count,), generator=generator)
     chosen = torch.rand(count, generator=generator) < low_share
     return torch.where(chosen, low, uniform)
+
+
+def widen_point_prior(model, point_prior):
+    """Continue the model's h0 prior in `point_prior`, its own layout with xyz in the finest
+    skip (config.UNetConfig.xyz_in_finest_skip): the weights carry over, the new inputs start
+    at zero, so training continues from exactly what the model computed."""
+    config = model.config
+    released = dataclasses.replace(point_prior, unet=dataclasses.replace(point_prior.unet, xyz_in_finest_skip=False))
+    if config.point_prior != released or not point_prior.unet.xyz_in_finest_skip:
+        raise SystemExit("--continue-priors with --point-prior only adds xyz to the finest skip of the model's own "
+                         "h0 prior; choose that architecture or train new priors")
+    old = model.point_prior
+    model.config = dataclasses.replace(config, point_prior=point_prior)
+    logit = getattr(old, "mixing_logit", None)
+    model.point_prior = LatentPointPrior(point_prior, config.latent_point_dim, config.vae.shape_latent_dim,
+                                         config.vae.adaptive_norm_init_scale, num_points=config.vae.num_points,
+                                         mixing_logit_init=None if logit is None else 0.0).to(next(old.parameters()).device)
+    state = {f"unet.{k}": v for k, v in widen_for_xyz_in_finest_skip(
+        {k[len("unet."):]: v for k, v in old.state_dict().items() if k.startswith("unet.")}, model.point_prior.unet).items()}
+    state.update({k: v for k, v in old.state_dict().items() if not k.startswith("unet.")})
+    model.point_prior.load_state_dict(state)
 
 
 def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None, point_prior=None):
@@ -183,8 +205,8 @@ def main(argv=None):
         rebuild_priors(model, args.prediction, categories, args.mixing_logit_init,
                        get_point_prior(args.point_prior) if args.point_prior else None)
     elif args.point_prior:
-        raise SystemExit("--point-prior builds new priors; it cannot go with --continue-priors")
-    elif args.class_conditional and model.categories != categories:
+        widen_point_prior(model, get_point_prior(args.point_prior))
+    if args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories
     encodings = load_or_encode(args, dist, model.vae, dataset, categories)
