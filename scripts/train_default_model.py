@@ -49,14 +49,15 @@ VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
 # from the shipped model (copied to RUNS/start.safetensors first), so rounds add up; the model
 # card keeps the settings of the earlier rounds.
 # Round 3 keeps round 2's VAE (its latents carry the shape: see the card) and its voxel-guide
-# encoder, and trains new priors: the h0 prior whose last stage also sees each point's xyz
-# ("tiny-xyz", config.POINT_PRIORS), which the ablation showed learning the fine denoising the
-# released layout could not (a VAE phase here would be "name", steps, arguments as in round 2).
+# encoder, and continues round 2's priors with the h0 prior widened to see each point's xyz in
+# its last stage ("tiny-xyz", config.POINT_PRIORS; the new weights start at zero), which learned
+# faster than the released layout in this round's ablation (a VAE phase would be listed here as
+# (name, steps, arguments), as in round 2, whose settings the model card keeps).
 VAE_STAGES = []
 VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 12000, 0, 200  # 0: keep the start model's part
-PRIOR_SETTINGS = ["--point-prior", "tiny-xyz", "--batch-size", "8", "--prediction", "v", "--class-conditional",
-                  "--lr", "1e-3", "--shape-lr", "1e-3", "--ema", "0.999", "--encodings-per-shape", "4",
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 13000, 0, 200  # 0: keep the start model's part
+PRIOR_SETTINGS = ["--continue-priors", "--point-prior", "tiny-xyz", "--batch-size", "8", "--class-conditional",
+                  "--lr", "5e-4", "--shape-lr", "5e-4", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",
                   "--low-t-share", "0.3", "--low-t-max", "400"]
 
