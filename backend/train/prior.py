@@ -77,25 +77,27 @@ def training_steps(count, num_steps, low_share, low_max, generator):
     return torch.where(chosen, low, uniform)
 
 
-def widen_point_prior(model, point_prior):
-    """Continue the model's h0 prior in `point_prior`, its own layout with xyz in the finest
-    skip (config.UNetConfig.xyz_in_finest_skip): the weights carry over, the new inputs start
-    at zero, so training continues from exactly what the model computed."""
+def continue_point_prior(model, point_prior):
+    """Continue the model's h0 prior in the architecture `point_prior`, which must hold weights
+    of the same shapes (other grouping radii, say), or its layout with xyz added to the finest
+    skip (config.UNetConfig.xyz_in_finest_skip), whose new weights start at zero."""
     config = model.config
-    released = dataclasses.replace(point_prior, unet=dataclasses.replace(point_prior.unet, xyz_in_finest_skip=False))
-    if config.point_prior != released or not point_prior.unet.xyz_in_finest_skip:
-        raise SystemExit("--continue-priors with --point-prior only adds xyz to the finest skip of the model's own "
-                         "h0 prior; choose that architecture or train new priors")
     old = model.point_prior
+    new = LatentPointPrior(point_prior, config.latent_point_dim, config.vae.shape_latent_dim,
+                           config.vae.adaptive_norm_init_scale, num_points=config.vae.num_points,
+                           mixing_logit_init=0.0 if hasattr(old, "mixing_logit") else None)
+    state = old.state_dict()
+    if point_prior.unet.xyz_in_finest_skip and not config.point_prior.unet.xyz_in_finest_skip:
+        unet_state = widen_for_xyz_in_finest_skip({k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")},
+                                                  new.unet)
+        state = {**state, **{f"unet.{k}": v for k, v in unet_state.items()}}
+    try:
+        new.load_state_dict(state)
+    except RuntimeError as error:
+        raise SystemExit(f"--point-prior with --continue-priors: the model's h0 prior does not fit that architecture "
+                         f"(only radii, neighbours or xyz in the finest skip may change): {error}") from None
     model.config = dataclasses.replace(config, point_prior=point_prior)
-    logit = getattr(old, "mixing_logit", None)
-    model.point_prior = LatentPointPrior(point_prior, config.latent_point_dim, config.vae.shape_latent_dim,
-                                         config.vae.adaptive_norm_init_scale, num_points=config.vae.num_points,
-                                         mixing_logit_init=None if logit is None else 0.0).to(next(old.parameters()).device)
-    state = {f"unet.{k}": v for k, v in widen_for_xyz_in_finest_skip(
-        {k[len("unet."):]: v for k, v in old.state_dict().items() if k.startswith("unet.")}, model.point_prior.unet).items()}
-    state.update({k: v for k, v in old.state_dict().items() if not k.startswith("unet.")})
-    model.point_prior.load_state_dict(state)
+    model.point_prior = new.to(next(old.parameters()).device)
 
 
 def rebuild_priors(model, prediction=None, categories=None, mixing_logit_init=None, point_prior=None):
@@ -205,7 +207,7 @@ def main(argv=None):
         rebuild_priors(model, args.prediction, categories, args.mixing_logit_init,
                        get_point_prior(args.point_prior) if args.point_prior else None)
     elif args.point_prior:
-        widen_point_prior(model, get_point_prior(args.point_prior))
+        continue_point_prior(model, get_point_prior(args.point_prior))
     if args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories

@@ -145,7 +145,7 @@ def test_prior_stage_trains_the_chosen_point_prior_architecture(tmp_path, traine
 def test_a_kept_point_prior_widened_to_see_xyz_computes_what_it_did():
     from backend.config import get_config, get_point_prior
     from backend.models import LionModel
-    from backend.train.prior import widen_point_prior
+    from backend.train.prior import continue_point_prior
 
     torch.manual_seed(0)
     model = LionModel(get_config("tiny")).eval()
@@ -155,7 +155,7 @@ def test_a_kept_point_prior_widened_to_see_xyz_computes_what_it_did():
     latent_points = torch.randn(2, model.config.vae.num_points, model.config.latent_point_dim)
     t, shape_latent = torch.tensor([3, 700]), torch.randn(2, model.config.vae.shape_latent_dim)
     before = model.point_prior(latent_points, t, shape_latent)
-    widen_point_prior(model, get_point_prior("tiny-xyz"))
+    continue_point_prior(model, get_point_prior("tiny-xyz"))
     assert model.config.point_prior.unet.xyz_in_finest_skip
     after = model.point_prior.eval()(latent_points, t, shape_latent)
     assert torch.allclose(after, before, atol=1e-5)
@@ -164,8 +164,12 @@ def test_a_kept_point_prior_widened_to_see_xyz_computes_what_it_did():
         weight = model.point_prior.unet.up[-1].mlp.convs[0].weight
         weight[:, -4:-1] += 0.5
     assert not torch.allclose(model.point_prior(latent_points, t, shape_latent), before, atol=1e-3)
-    with pytest.raises(SystemExit, match="xyz"):  # another architecture cannot continue these weights
-        widen_point_prior(model, get_point_prior("tiny-xyz-512"))
+    # other radii keep every weight; other widths cannot continue these weights
+    continue_point_prior(model, get_point_prior("tiny-xyz-wide"))
+    assert model.point_prior.unet.down[0].radius == 4 * get_point_prior("tiny-xyz").unet.down[0].radius
+    assert torch.equal(model.point_prior.unet.up[-1].mlp.convs[0].weight, weight)
+    with pytest.raises(SystemExit, match="does not fit"):
+        continue_point_prior(model, get_point_prior("paper"))
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, trained_vae):
