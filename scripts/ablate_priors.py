@@ -8,7 +8,8 @@ steps, then measure each against held-out procedural shapes. In the backend envi
 Each variant is NAME=ARGUMENTS, the extra arguments of `python -m backend.train prior`. The
 table compares 1-NNA-CD (50% ideal) with the real-against-real 1-NNA of the same set size, and
 the samples' half extent with the data's (a sampler that explodes shows here first).
-Results go to OUT/ablation.json; each variant's run folder holds its sample renders.
+--baseline NAME=PATH measures a trained model as it is beside them (the model the variants
+continue, say). Results go to OUT/ablation.json; each variant's run folder holds its sample renders.
 """
 import argparse
 import json
@@ -34,6 +35,8 @@ def parse_arguments(argv):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--eval-count", type=int, default=32, help="samples (and held-out shapes) per category")
     parser.add_argument("--variant", action="append", required=True, help="NAME=extra prior-stage arguments")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="NAME=PATH of a trained model to measure beside the variants, untrained further")
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="auto")
     return parser.parse_args(argv)
@@ -68,7 +71,7 @@ def measure(run_dir, categories, count, cache):
     from backend.checkpoint import load_model
     from backend.pipelines import SamplerSettings, sample
 
-    model, _ = load_model(os.path.join(run_dir, "model.safetensors"))
+    model, _ = load_model(run_dir if run_dir.endswith(".safetensors") else os.path.join(run_dir, "model.safetensors"))
     if "reference" not in cache:  # every variant shares the VAE, so its data normalization
         cache["reference"] = quality.held_out_shapes(model, categories, count)
         cache["baseline"] = quality.training_shapes(model, categories, count)[0]
@@ -87,17 +90,27 @@ def main(argv=None):
     args = parse_arguments(argv)
     os.makedirs(args.out, exist_ok=True)
     categories = args.categories.split(",")
-    path = os.path.join(args.out, "ablation.json")
-    results = json.load(open(path))["results"] if os.path.isfile(path) else {}
+    results_path = os.path.join(args.out, "ablation.json")
+    results = json.load(open(results_path))["results"] if os.path.isfile(results_path) else {}
     cache = {}
+
+    def save():
+        with open(results_path, "w") as f:
+            json.dump({"vae": args.vae, "categories": categories, "steps": args.steps, "results": results}, f, indent=2)
+
+    for baseline in args.baseline:
+        name, _, model_path = baseline.partition("=")
+        if name not in results:  # not measured by an earlier call
+            results[name] = {"arguments": f"(as trained: {os.path.relpath(model_path, ROOT)})", "train_seconds": 0,
+                             **measure(os.path.abspath(model_path), categories, args.eval_count, cache)}
+            save()
     for variant in args.variant:
         name, _, extra = variant.partition("=")
-        if name in results:  # measured by an earlier call
+        if name in results:
             continue
         run_dir, seconds = train_variant(args, name, extra)
         results[name] = {"arguments": extra, "train_seconds": seconds, **measure(run_dir, categories, args.eval_count, cache)}
-        with open(os.path.join(args.out, "ablation.json"), "w") as f:
-            json.dump({"vae": args.vae, "categories": categories, "steps": args.steps, "results": results}, f, indent=2)
+        save()
     print(f"\n{'variant':<14} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}"
           f" {'h0 prior CD':>11}  noise error at steps")
     for name, r in results.items():
