@@ -468,7 +468,8 @@ def package(runs, models_dir, device, ablations=()):
     facts = {
         "date": datetime.date.today().isoformat(),
         "parameters": model.parameter_counts(),
-        "config": {"prediction": model.config.diffusion.prediction, "categories": model.categories},
+        "config": {"prediction": model.config.diffusion.prediction, "categories": model.categories,
+                   "xyz_in_finest_skip": model.config.point_prior.unet.xyz_in_finest_skip},
         "lineage": rounds,
         "files": {os.path.basename(p): os.path.getsize(p) for p in shipped},
         "reconstruction": reconstruction,
@@ -506,6 +507,12 @@ def write_model_card(facts, path):
         f"The priors predict `{facts['config']['prediction']}`"
         + (f"; the z0 prior is conditioned on the category ({', '.join(categories)}), with classifier-free"
            " guidance, so Generate can be asked for one." if categories else "."),
+    ]
+    if facts["config"].get("xyz_in_finest_skip"):
+        lines += ["The h0 prior's last propagation stage also sees each point's xyz (`--point-prior tiny-xyz`;",
+                  "the released layout passes it only the extra feature), so its coarse grids can place each",
+                  "point; everything else is LION's layout at `tiny` sizes."]
+    lines += [
         "",
         "## Data",
         "",
