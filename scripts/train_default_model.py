@@ -55,7 +55,7 @@ VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
 # (name, steps, arguments), as in round 2, whose settings the model card keeps).
 VAE_STAGES = []
 VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-every", "250"]
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 11000, 0, 200  # 0: keep the start model's part
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 7209, 0, 200  # 7209: where this round stopped the prior; 0: keep the start model's part
 PRIOR_SETTINGS = ["--continue-priors", "--point-prior", "tiny-xyz", "--batch-size", "8", "--class-conditional",
                   "--lr", "5e-4", "--shape-lr", "5e-4", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",
