@@ -636,6 +636,13 @@ def write_model_card(facts, path):
          "the server reconstructs with estimated normals."),
     ]
     trip = facts["inversion_round_trip"]
+    # the h0 prior's steps since the last round that trained it from scratch
+    prior_steps = 0
+    for round_ in facts["lineage"]:
+        stage = round_["stages"].get("prior", {})
+        if "--continue-priors" not in stage.get("arguments", ""):
+            prior_steps = 0
+        prior_steps += stage.get("steps", 0)
     lines += [
         "", "## Limits", "",
         "This is a small model trained on a 2-core CPU, far less than LION's priors get.",
@@ -651,7 +658,7 @@ def write_model_card(facts, path):
         "  blurred and a few points stray. Variations avoid most of it by inverting the latent points",
         "  along the model's own path instead of adding fresh noise; voxel guides do not yet. The",
         "  `tiny` point prior's grids (16/8/4 voxels, 128 centers) are coarse, and 2 CPU cores give it",
-        "  tens of thousands of steps where LION's priors get hundreds of thousands.",
+        f"  {prior_steps:,} steps of 8 shapes over all rounds where LION's priors get hundreds of thousands.",
         "- The h0 prior's noise error per step (mean squared, on the latent points' xyz; 1.0 is",
         "  predicting no noise: " + ", ".join(f"step {t}: {e:.2f}" for t, e in facts["noise_error_by_step"].items())
         + ") is no guide to that:",
