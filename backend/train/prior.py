@@ -19,6 +19,9 @@ score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a 
 --class-conditional gives the z0 prior the data's categories, with labels dropped at
 --label-dropout for classifier-free guidance. Both are recorded in the saved model's config.
 --continue-priors keeps the priors (and their config) of the --vae model and trains them on.
+--point-prior chooses the h0 prior's architecture (config.POINT_PRIORS): for new priors, or with
+--continue-priors for the kept one where its weights carry over (other radii; xyz added to the
+last stage, whose new weights start at zero).
 --low-t-share draws that share of the h0 prior's examples from the low-noise steps 1..--low-t-max
 (from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
 need is what a short CPU run learns last.
