@@ -407,10 +407,9 @@ def tiny_config() -> LionConfig:
 CONFIGS = {"paper": paper_config, "tiny": tiny_config}
 
 
-def _tiny_point_prior(centers=128, xyz_in_finest_skip=False, radius_scale=1.0) -> LatentPointPriorConfig:
+def _tiny_point_prior(xyz_in_finest_skip=False, radius_scale=1.0) -> LatentPointPriorConfig:
     prior = tiny_config().point_prior
     down = [dataclasses.replace(stage, radius=stage.radius * radius_scale) for stage in prior.unet.down]
-    down[0] = dataclasses.replace(down[0], num_centers=centers)
     unet = dataclasses.replace(prior.unet, down=down, xyz_in_finest_skip=xyz_in_finest_skip)
     return dataclasses.replace(prior, unet=unet)
 
@@ -420,7 +419,6 @@ POINT_PRIORS = {
     "paper": lambda: paper_config().point_prior,
     "tiny": lambda: tiny_config().point_prior,
     "tiny-xyz": lambda: _tiny_point_prior(xyz_in_finest_skip=True),
-    "tiny-xyz-512": lambda: _tiny_point_prior(centers=512, xyz_in_finest_skip=True),
     # Radii 4x: the procedural data's latent points spread ~0.7 per axis, where `tiny`'s balls
     # (0.1 around 128 centers, 0.2 around 32, ...) hold 1-3 neighbours, so grouping barely
     # aggregates; 4x fills them (up to their 16 neighbours) at the same cost.

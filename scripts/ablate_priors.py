@@ -64,14 +64,14 @@ def train_variant(args, name, extra):
     return run_dir, time.time() - started
 
 
-def measure(run_dir, categories, count, cache):
+def measure(model_path, categories, count, cache):
     import torch
 
     from backend import quality
     from backend.checkpoint import load_model
     from backend.pipelines import SamplerSettings, sample
 
-    model, _ = load_model(run_dir if run_dir.endswith(".safetensors") else os.path.join(run_dir, "model.safetensors"))
+    model, _ = load_model(model_path)
     if "reference" not in cache:  # every variant shares the VAE, so its data normalization
         cache["reference"] = quality.held_out_shapes(model, categories, count)
         cache["baseline"] = quality.training_shapes(model, categories, count)[0]
@@ -109,7 +109,7 @@ def main(argv=None):
         if name in results:
             continue
         run_dir, seconds = train_variant(args, name, extra)
-        results[name] = {"arguments": extra, "train_seconds": seconds, **measure(run_dir, categories, args.eval_count, cache)}
+        results[name] = {"arguments": extra, "train_seconds": seconds, **measure(os.path.join(run_dir, "model.safetensors"), categories, args.eval_count, cache)}
         save()
     print(f"\n{'variant':<14} {'1-NNA-CD':>9} {'real-real':>9} {'COV-CD':>7} {'half extent':>12} {'data':>6}"
           f" {'h0 prior CD':>11}  noise error at steps")

@@ -196,15 +196,15 @@ class PVCNNUNet(nn.Module):
         return torch.cat([features, time], dim=1)
 
 
-def widen_for_xyz_in_finest_skip(state: dict, unet: "PVCNNUNet") -> dict:
-    """The state dict of a U-Net of the released layout, for `unet`: the same network with
-    xyz in the finest skip. The last propagation stage's first weights get zero columns for
+def widen_for_xyz_in_finest_skip(state: dict, unet: "PVCNNUNet", prefix: str = "") -> dict:
+    """A state dict holding a U-Net of the released layout under `prefix`, for `unet`: the same
+    network with xyz in the finest skip. The last propagation stage's first weights get zero columns for
     the 3 new xyz inputs (between the interpolated features and the extra channels), so the
     widened network computes exactly what the released one did and training starts from there."""
     if not unet.xyz_in_finest_skip:
         raise ValueError("the target U-Net must have xyz_in_finest_skip")
-    key = f"up.{len(unet.up) - 1}.mlp.convs.0.weight"
-    target = unet.state_dict()[key]
+    name = f"up.{len(unet.up) - 1}.mlp.convs.0.weight"
+    key, target = prefix + name, unet.state_dict()[name]
     if key not in state or state[key].shape[1] + 3 != target.shape[1] or state[key].shape[0] != target.shape[0]:
         raise ValueError(f"{key}: expected the released layout's {target.shape[1] - 3} input channels")
     skip_start = target.shape[1] - (3 + unet.extra_channels)

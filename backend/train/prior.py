@@ -91,9 +91,7 @@ def continue_point_prior(model, point_prior):
                            mixing_logit_init=0.0 if hasattr(old, "mixing_logit") else None)
     state = old.state_dict()
     if point_prior.unet.xyz_in_finest_skip and not config.point_prior.unet.xyz_in_finest_skip:
-        unet_state = widen_for_xyz_in_finest_skip({k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")},
-                                                  new.unet)
-        state = {**state, **{f"unet.{k}": v for k, v in unet_state.items()}}
+        state = widen_for_xyz_in_finest_skip(state, new.unet, prefix="unet.")
     try:
         new.load_state_dict(state)
     except RuntimeError as error:
