@@ -1,25 +1,45 @@
-"""Milliseconds per call of every point-voxel operator at LION sizes.
+"""Milliseconds per call of every point-voxel operator at LION sizes, reference against compiled,
+and what that does to whole-model work, all in one run.
 
-    .venv/bin/python bench/bench_kernels.py [--quick] [--batch B]
+    .venv/bin/python bench/bench_kernels.py [--quick] [--batch B] [--no-models]
 
-Rows: the PyTorch reference on the CPU; on a machine with CUDA, the reference on the GPU and
-the compiled CUDA kernels on the same GPU, with the speed-up. Sizes follow LION's PVCNN
-U-Nets: N = 2048 points, C = 64 channels, grid r = 32, the first set-abstraction stage
-(M = 1024 centers, radius 0.1, K = 32) and the last feature-propagation step (1024 -> 2048).
+Operator rows: the PyTorch reference and the compiled operators on the CPU, with the speed-up;
+on a machine with CUDA the same pair on the GPU. Sizes follow LION's PVCNN U-Nets: N = 2048
+points, C = 64 channels, grid r = 32, the first set-abstraction stage (M = 1024 centers,
+radius 0.1, K = 32) and the last feature-propagation step (1024 -> 2048).
+Model rows (the shipped default model, on the CPU): one h0-prior and one VAE training step
+(forward + backward at the recipe's batch of 8; the optimizer's step costs the same on both
+paths) and 4 variations through the server's handler, as the add-on asks for them.
 Writes bench/results/kernels.json.
 """
 import argparse
+import contextlib
 import os
 import sys
 
+import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from bench.common import print_table, time_call, write_results  # noqa: E402
-from kernels import cuda_ops, ops, reference  # noqa: E402
+from kernels import ops  # noqa: E402
 
 POINTS, CHANNELS, RESOLUTION, CENTERS, RADIUS, NEIGHBOURS = 2048, 64, 32, 1024, 0.1, 32
+TRAIN_BATCH = 8
+
+
+@contextlib.contextmanager
+def path(name):
+    """Make `kernels.ops` run the reference ("reference") or the compiled operators ("compiled")."""
+    original = ops.compiled_for
+    if name == "reference":
+        ops.compiled_for = lambda tensor: None
+    try:
+        yield
+    finally:
+        ops.compiled_for = original
 
 
 def _inputs(batch, device):
@@ -40,74 +60,123 @@ def _inputs(batch, device):
     }
 
 
-def _cases(impl, x):
-    """(op name, forward callable, differentiable input or None) for one implementation."""
+def _cases(x):
+    """(op name, forward callable through kernels.ops, differentiable input or None)."""
     return [
-        ("voxel_coords r=32", lambda: ops.voxel_coords(x["coords"], RESOLUTION), None),
-        ("avg_voxelize r=32", lambda: impl.avg_voxelize(x["feat"], x["vox_int"], RESOLUTION), "feat"),
-        ("trilinear_devoxelize r=32", lambda: impl.trilinear_devoxelize(x["grid"], x["vox"]), "grid"),
-        ("furthest_point_sample M=1024", lambda: impl.furthest_point_sample(x["coords"], CENTERS), None),
-        ("ball_query M=1024 K=32", lambda: impl.ball_query(x["centers"], x["coords"], RADIUS, NEIGHBOURS), None),
-        ("grouping M=1024 K=32", lambda: impl.grouping(x["feat"], x["idx"]), "feat"),
-        ("three_nn_interpolate 1024->2048",
-         lambda: impl.three_nn_interpolate(x["coords"], x["centers"], x["cfeat"]), "cfeat"),
+        ("avg_voxelize r=32", lambda: ops.avg_voxelize(x["feat"], x["vox_int"], RESOLUTION), "feat"),
+        ("trilinear_devoxelize r=32", lambda: ops.trilinear_devoxelize(x["grid"], x["vox"]), "grid"),
+        ("furthest_point_sample M=1024", lambda: ops.furthest_point_sample(x["coords"], CENTERS), None),
+        ("ball_query M=1024 K=32", lambda: ops.ball_query(x["centers"], x["coords"], RADIUS, NEIGHBOURS), None),
+        ("grouping M=1024 K=32", lambda: ops.grouping(x["feat"], x["idx"]), "feat"),
+        ("three_nn_interpolate 1024->2048", lambda: ops.three_nn_interpolate(x["coords"], x["centers"], x["cfeat"]),
+         "cfeat"),
     ]
 
 
-def _time_forward_backward(forward, inputs, differentiable, repeats, sync):
-    def forward_only():
-        with torch.no_grad():
-            forward()
-
-    def forward_backward():
-        out = forward()
-        out.backward(torch.ones_like(out))
-        inputs[differentiable].grad = None
-
-    rows = [("forward", time_call(forward_only, repeats=repeats, sync=sync))]
-    if differentiable:
-        rows.append(("forward+backward", time_call(forward_backward, repeats=repeats, sync=sync)))
-    return rows
-
-
-def _measure(label, impl, device, batch, repeats):
+def operator_rows(device, batch, repeats):
     sync = torch.cuda.synchronize if device == "cuda" else None
     x = _inputs(batch, device)
     rows = []
-    for name, forward, differentiable in _cases(impl, x):
-        for mode, seconds in _time_forward_backward(forward, x, differentiable, repeats, sync):
-            rows.append({"op": name, "mode": mode, "device": device, "path": label, "batch": batch,
-                         "ms": seconds * 1e3})
+    for name, forward, differentiable in _cases(x):
+        def forward_only():
+            with torch.no_grad():
+                forward()
+
+        def forward_backward():
+            out = forward()
+            out.backward(torch.ones_like(out))
+            x[differentiable].grad = None
+
+        for mode, call in [("forward", forward_only)] + ([("forward+backward", forward_backward)]
+                                                         if differentiable else []):
+            row = {"what": name, "mode": mode, "device": device, "batch": batch}
+            for label in ("reference", "compiled"):
+                with path(label):
+                    row[f"{label}_ms"] = time_call(call, repeats=repeats, warmup=1, sync=sync) * 1e3
+            row["speedup"] = row["reference_ms"] / row["compiled_ms"]
+            rows.append(row)
     return rows
 
 
-def _with_speedups(rows):
-    reference_ms = {(r["op"], r["mode"]): r["ms"] for r in rows if r["device"] == "cuda" and r["path"] == "reference"}
-    for row in rows:
-        if row["device"] == "cuda" and row["path"] == "cuda":
-            row["speedup_vs_reference"] = reference_ms[(row["op"], row["mode"])] / row["ms"]
+def model_rows(repeats):
+    """Whole-model work on the CPU with the shipped default model, on both paths."""
+    from backend.checkpoint import load_model
+
+    model, _ = load_model(os.path.join(ROOT, "models", "default.safetensors"))
+    model.train()
+    config = model.config
+    g = torch.Generator().manual_seed(0)
+    n, dz, dh = config.vae.num_points, config.vae.shape_latent_dim, config.latent_point_dim
+    points = torch.rand(TRAIN_BATCH, n, 3, generator=g) * 1.6 - 0.8
+    z = torch.randn(TRAIN_BATCH, dz, generator=g)
+    h = torch.cat([points, torch.randn(TRAIN_BATCH, n, dh - 3, generator=g)], dim=-1)
+    t = torch.randint(1, config.diffusion.num_steps, (TRAIN_BATCH,), generator=g)
+
+    def point_prior_step():
+        model.point_prior(h, t, z).square().mean().backward()
+
+    def vae_step():
+        reconstruction, encoding = model.vae(points)
+        ((reconstruction - points).abs().sum() + encoding.latent_points_log_sigma.sum()).backward()
+
+    variations = _variations_call()
+    cases = [(f"h0 prior train step (B={TRAIN_BATCH})", point_prior_step),
+             (f"VAE train step (B={TRAIN_BATCH})", vae_step),
+             ("4 variations, default model, DDIM 25", variations)]
+    rows = []
+    for name, call in cases:
+        row = {"what": name, "mode": "model", "device": "cpu", "batch": TRAIN_BATCH if "train" in name else 4}
+        for label in ("reference", "compiled"):
+            with path(label):
+                row[f"{label}_ms"] = time_call(call, repeats=repeats, warmup=1) * 1e3
+        row["speedup"] = row["reference_ms"] / row["compiled_ms"]
+        rows.append(row)
+        model.zero_grad(set_to_none=True)
     return rows
+
+
+def _variations_call():
+    """4 variations of a chair-sized box as the add-on asks for them (its default similarity)."""
+    import trimesh
+
+    os.environ["LION_MODEL_DIRS"] = os.path.join(ROOT, "models")
+    from backend import handlers
+
+    class Quiet:
+        def check_cancelled(self):
+            pass
+
+        def progress(self, step, total, stage):
+            pass
+
+    box = trimesh.creation.box(extents=(0.5, 1.0, 0.5)).subdivide().subdivide()
+    mesh = {"vertices": box.vertices.astype(np.float32), "faces": box.faces.astype(np.int32)}
+    handlers.OPS["load_model"]({}, {}, Quiet())
+    return lambda: handlers.OPS["variations"]({"count": 4, "tau": 300, "steps": 25, "seed": 0}, mesh, Quiet())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batch, few repeats")
-    parser.add_argument("--batch", type=int, default=None, help="shapes per call (default 16, quick 2)")
+    parser.add_argument("--batch", type=int, default=None, help="shapes per operator call (default 16, quick 2)")
+    parser.add_argument("--no-models", action="store_true", help="operator rows only")
     args = parser.parse_args(argv)
     batch = args.batch or (2 if args.quick else 16)
-    repeats = 2 if args.quick else 10
+    repeats = 2 if args.quick else 5
 
-    rows = _measure("reference", reference, "cpu", batch, repeats)
     info = ops.implementation_info(load=True)
-    if torch.cuda.is_available():
-        rows += _measure("reference", reference, "cuda", batch, repeats)
-        if info["active"] == "cuda":
-            rows += _measure("cuda", cuda_ops, "cuda", batch, repeats)
-    rows = _with_speedups(rows)
-    print_table(rows, ["op", "mode", "device", "path", "batch", "ms", "speedup_vs_reference"])
-    print(f"CUDA kernels: {info['active']} ({info['reason']})")
-    path = write_results("kernels", rows, extra={"implementation": info, "quick": args.quick})
-    print(f"wrote {path}")
+    if info["cpu"] != "compiled":
+        sys.exit(f"the compiled CPU operators are not available: {info['cpu_reason']}")
+    rows = operator_rows("cpu", batch, repeats)
+    if torch.cuda.is_available() and info["cuda"] == "compiled":
+        rows += operator_rows("cuda", batch, repeats)
+    if not args.no_models:
+        rows += model_rows(1 if args.quick else 3)
+    print_table(rows, ["what", "mode", "device", "batch", "reference_ms", "compiled_ms", "speedup"])
+    print(f"kernels: {info['active']} ({info['reason']})")
+    result = write_results("kernels", rows, extra={"implementation": info, "quick": args.quick,
+                                                   "torch_threads": torch.get_num_threads()})
+    print(f"wrote {result}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Build the CUDA point-voxel operators ahead of time, or only check that they compile.
+"""Build the compiled point-voxel operators ahead of time, or only check that the CUDA ones compile.
 
-    python -m kernels.compile            build into the kernel cache (what first use would do)
-    python -m kernels.compile --check    compile the sources to object files in a temporary
-                                         folder with nvcc: no GPU, no CUDA build of PyTorch and
-                                         no linking needed (what CI runs)
+    python -m kernels.compile            build into the kernel cache what first use would build:
+                                         the CPU operators, and the CUDA ones where this PyTorch
+                                         has CUDA
+    python -m kernels.compile --check    compile the CUDA build's sources to object files in a
+                                         temporary folder with nvcc: no GPU, no CUDA build of
+                                         PyTorch and no linking needed (what CI runs); the shared
+                                         per-element header is compiled as device and host code
 
 `python3 build.py kernels` runs the first form. Exit status 0 on success, 1 with the reason on
 stderr otherwise.
@@ -41,20 +44,27 @@ def _object_commands(nvcc, out_dir, arch):
         # CPU-only PyTorch wheels ship the c10/cuda headers without their generated config
         # header; it only carries a Windows export switch.
         "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",
+        "-DLION_WITH_CUDA",
     ]
     common = [nvcc, "-c", "-std=c++20", "-Xcompiler", "-fPIC"]
-    device = os.path.join(extension.SOURCE_DIR, "point_voxel.cu")
-    host = os.path.join(extension.SOURCE_DIR, "bindings.cpp")
+    def source(name):
+        return os.path.join(extension.SOURCE_DIR, name)
+
+    def obj(name):
+        return os.path.join(out_dir, os.path.splitext(name)[0] + ".o")
+
     return [
-        common + list(extension.CUDA_FLAGS) + [f"-arch={arch}", device, "-o", os.path.join(out_dir, "point_voxel.o")],
+        common + list(extension.CUDA_FLAGS) + [f"-arch={arch}", source("point_voxel.cu"), "-o", obj("point_voxel.cu")],
+    ] + [
         # nvcc hands .cpp files to the host compiler and adds the CUDA include folder; the
         # check only needs the compiler's verdict, so the slow torch headers build at -O0.
-        common + ["-O0"] + includes + defines + [host, "-o", os.path.join(out_dir, "bindings.o")],
+        common + ["-O0"] + includes + defines + [source(name), "-o", obj(name)]
+        for name in extension.CPU_SOURCES
     ]
 
 
 def compile_objects(out_dir, arch=CHECK_ARCH):
-    """Compile kernels/csrc to object files in out_dir with nvcc, both sources in parallel.
+    """Compile the CUDA build's sources to object files in out_dir with nvcc, all in parallel.
 
     Returns the list of object file paths. Raises CompileError with the compiler output when a
     source does not compile, and FileNotFoundError when nvcc is not on PATH.
@@ -90,13 +100,17 @@ def main(argv=None):
                 return 1
             print(f"kernels: compile check passed ({', '.join(os.path.basename(o) for o in objects)})")
         return 0
-    try:
-        extension.build(verbose=args.verbose)
-    except RuntimeError as error:
-        print(f"kernels: {error}", file=sys.stderr)
-        return 1
-    print(f"kernels: CUDA operators built in {extension.build_dir()}")
-    return 0
+    variants = ["cpu"] + (["cuda"] if torch.version.cuda is not None else [])
+    failed = False
+    for variant in variants:
+        try:
+            extension.build(variant, verbose=args.verbose)
+        except RuntimeError as error:
+            print(f"kernels: {variant}: {error}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"kernels: {variant} operators built in {extension.build_dir(variant)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

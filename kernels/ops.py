@@ -1,10 +1,11 @@
 """Point-voxel operators with PVCNN's semantics: the public entry points of `kernels`.
 
 B batch, C channels, N points, M centers, K neighbours, r grid resolution. Every function
-validates its input (a ValueError names the offending argument), then runs the compiled CUDA
-kernel when the tensors are on a CUDA device and the extension is available, and the
-vectorized PyTorch reference (`kernels.reference`) otherwise. Both paths give the same
-results up to floating-point summation order.
+validates its input (a ValueError names the offending argument), then runs the compiled
+operators for the tensors' device, CPU or CUDA (`kernels.compiled_ops`; built on first use, see
+`kernels.extension`), and the vectorized PyTorch reference (`kernels.reference`) where they
+cannot run. Both paths give the same neighbours and samples, and the same features up to
+floating-point summation order. Outputs are contiguous.
 
 Floating tensors may be float32 or float64; float16 and bfloat16 inputs are computed in
 float32 and give float32 results, as PVCNN's mixed-precision wrappers do. Gradients flow where
@@ -15,8 +16,8 @@ import numbers
 
 import torch
 
-from kernels import cuda_ops, reference
-from kernels.extension import implementation_info, use_cuda
+from kernels import compiled_ops, reference
+from kernels.extension import compiled_for, implementation_info
 
 __all__ = [
     "voxel_coords",
@@ -70,8 +71,9 @@ def avg_voxelize(feat, vox_int, r):
     r = _check_positive_int("r", r)
     _check_shape("vox_int", vox_int, (feat.shape[0], 3, feat.shape[2]))
     _check_same_device(feat=feat, vox_int=vox_int)
-    if use_cuda(feat):
-        return cuda_ops.avg_voxelize(feat, vox_int, r)
+    module = compiled_for(feat)
+    if module is not None:
+        return compiled_ops.avg_voxelize(module, feat, vox_int, r)
     return reference.avg_voxelize(feat, vox_int, r)
 
 
@@ -95,8 +97,9 @@ def trilinear_devoxelize(grid, vox, training=True):
     _check_batch("vox", vox, grid.shape[0])
     _check_same_device(grid=grid, vox=vox)
     vox = vox.to(grid.dtype)
-    if use_cuda(grid):
-        return cuda_ops.trilinear_devoxelize(grid, vox)
+    module = compiled_for(grid)
+    if module is not None:
+        return compiled_ops.trilinear_devoxelize(module, grid, vox)
     return reference.trilinear_devoxelize(grid, vox)
 
 
@@ -117,8 +120,9 @@ def ball_query(centers, points, radius, K):
     _check_batch("points", points, centers.shape[0])
     _check_same_device(centers=centers, points=points)
     points = points.to(centers.dtype)
-    if use_cuda(centers):
-        return cuda_ops.ball_query(centers, points, radius, K)
+    module = compiled_for(centers)
+    if module is not None:
+        return compiled_ops.ball_query(module, centers, points, radius, K)
     return reference.ball_query(centers, points, radius, K)
 
 
@@ -135,8 +139,9 @@ def grouping(feat, idx):
     idx = _check_index("idx", idx)
     _check_batch("idx", idx, feat.shape[0])
     _check_same_device(feat=feat, idx=idx)
-    if use_cuda(feat):
-        return cuda_ops.grouping(feat, idx)
+    module = compiled_for(feat)
+    if module is not None:
+        return compiled_ops.grouping(module, feat, idx)
     return reference.grouping(feat, idx)
 
 
@@ -152,8 +157,9 @@ def furthest_point_sample(coords, M):
     M = _check_positive_int("M", M)
     if M > coords.shape[2]:
         raise ValueError(f"M must not exceed the number of points N={coords.shape[2]}, got {M}")
-    if use_cuda(coords):
-        return cuda_ops.furthest_point_sample(coords, M)
+    module = compiled_for(coords)
+    if module is not None:
+        return compiled_ops.furthest_point_sample(module, coords, M)
     return reference.furthest_point_sample(coords, M)
 
 
@@ -174,8 +180,9 @@ def three_nn_interpolate(points, centers, cfeat):
     _check_shape("centers", centers, (cfeat.shape[0], 3, cfeat.shape[2]))
     _check_same_device(points=points, centers=centers, cfeat=cfeat)
     points, centers = points.to(cfeat.dtype), centers.to(cfeat.dtype)
-    if use_cuda(cfeat):
-        return cuda_ops.three_nn_interpolate(points, centers, cfeat)
+    module = compiled_for(cfeat)
+    if module is not None:
+        return compiled_ops.three_nn_interpolate(module, points, centers, cfeat)
     return reference.three_nn_interpolate(points, centers, cfeat)
 
 

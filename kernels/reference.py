@@ -50,7 +50,9 @@ def avg_voxelize(feat, vox_int, r):
     contributions = feat.transpose(1, 2).reshape(batch * points, channels) * point_weight.unsqueeze(1)
     out = torch.zeros(batch * cells, channels, dtype=feat.dtype, device=feat.device)
     out = out.index_add(0, row, contributions)
-    return out.view(batch, cells, channels).transpose(1, 2).reshape(batch, channels, r, r, r)
+    # contiguous(): a channels-last view would send the grid through PyTorch's channels-last
+    # CPU kernels (GroupNorm's among them), which round differently from the official models.
+    return out.view(batch, cells, channels).transpose(1, 2).contiguous().view(batch, channels, r, r, r)
 
 
 def devoxelize_corners(vox, r):

@@ -1,8 +1,12 @@
 // CUDA kernels of the point-voxel operators; see point_voxel.h for the launchers' contracts.
 //
-// Built with --fmad=false: squared distances and interpolation weights then round exactly
-// like kernels/reference.py, so both paths choose the same neighbours and samples.
+// Each kernel's per-point or per-voxel arithmetic lives in point_voxel_element.h, shared with
+// the CPU loops (point_voxel_cpu.cpp); this file holds the launch structure (grid-stride loops,
+// shared-memory tiles, atomics, reductions). Built with --fmad=false: squared distances and
+// interpolation weights then round exactly like kernels/reference.py, so all paths choose the
+// same neighbours and samples.
 #include "point_voxel.h"
+#include "point_voxel_element.h"
 
 #include <climits>
 #include <cstdint>
@@ -27,11 +31,7 @@ inline int blocks_for(int64_t work) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;     \
        i < (total); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
-template <typename T>
-__device__ __forceinline__ T squared_distance(T ax, T ay, T az, T bx, T by, T bz) {
-  const T dx = ax - bx, dy = ay - by, dz = az - bz;
-  return dx * dx + dy * dy + dz * dz;
-}
+using element::squared_distance;
 
 // ---- average voxelization -------------------------------------------------------------
 
@@ -40,12 +40,9 @@ __global__ void voxel_index_kernel(int batch, int points, int r, const int32_t *
   const int64_t cells = static_cast<int64_t>(r) * r * r;
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * points) {
     const int64_t b = i / points, n = i % points;
-    const int32_t *p = vox + b * 3 * points + n;
-    const int x = p[0], y = p[points], z = p[2 * points];
-    const bool inside = x >= 0 && x < r && y >= 0 && y < r && z >= 0 && z < r;
-    const int32_t cell = inside ? (x * r + y) * r + z : -1;
+    const int32_t cell = element::voxel_cell(vox + b * 3 * points + n, points, r);
     voxel_index[i] = cell;
-    if (inside) atomicAdd(counts + b * cells + cell, 1);
+    if (cell >= 0) atomicAdd(counts + b * cells + cell, 1);
   }
 }
 
@@ -55,7 +52,7 @@ __global__ void point_weight_kernel(int batch, int points, int64_t cells,
                                     T *point_weight) {
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * points) {
     const int32_t cell = voxel_index[i];
-    point_weight[i] = cell < 0 ? T(0) : T(1) / static_cast<T>(counts[(i / points) * cells + cell]);
+    point_weight[i] = element::voxel_point_weight<T>(cell, cell < 0 ? 0 : counts[(i / points) * cells + cell]);
   }
 }
 
@@ -76,8 +73,8 @@ __global__ void avg_voxelize_grad_kernel(int batch, int channels, int points, in
                                          const T *grad_out, T *grad_feat) {
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * channels * points) {
     const int64_t n = i % points, bc = i / points, b = bc / channels;
-    const int32_t cell = voxel_index[b * points + n];
-    grad_feat[i] = cell < 0 ? T(0) : grad_out[bc * cells + cell] * point_weight[b * points + n];
+    grad_feat[i] = element::avg_voxelize_grad(voxel_index[b * points + n], grad_out + bc * cells,
+                                              point_weight[b * points + n]);
   }
 }
 
@@ -86,35 +83,11 @@ __global__ void avg_voxelize_grad_kernel(int batch, int channels, int points, in
 template <typename T>
 __global__ void devoxelize_corners_kernel(int batch, int points, int r, const T *vox,
                                           int32_t *corner_index, T *corner_weight) {
-  const int32_t last_cell = r * r * r - 1;
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * points) {
-    const int64_t b = i / points, n = i % points;
-    const T *p = vox + b * 3 * points + n;
-    T upper[3], lower[3];
-    int low[3], step[3];
-    for (int axis = 0; axis < 3; ++axis) {
-      const T v = p[axis * points];
-      const T floor_v = floor(v);
-      upper[axis] = v - floor_v;
-      lower[axis] = T(1) - upper[axis];
-      low[axis] = static_cast<int>(floor_v);
-      step[axis] = upper[axis] > T(0) ? 1 : 0;
-    }
-    const int32_t base = (low[0] * r + low[1]) * r + low[2];
-    const int32_t strides[3] = {step[0] * r * r, step[1] * r, step[2]};
-    int32_t *index_out = corner_index + b * 8 * points + n;
-    T *weight_out = corner_weight + b * 8 * points + n;
-    for (int corner = 0; corner < 8; ++corner) {
-      const int xb = corner >> 2, yb = (corner >> 1) & 1, zb = corner & 1;
-      const T wx = xb ? upper[0] : lower[0];
-      const T wy = yb ? upper[1] : lower[1];
-      const T wz = zb ? upper[2] : lower[2];
-      int32_t cell = base + xb * strides[0] + yb * strides[1] + zb * strides[2];
-      // Coordinates outside [0, r-1] are a caller error; clamping keeps memory safe.
-      cell = cell < 0 ? 0 : (cell > last_cell ? last_cell : cell);
-      index_out[corner * points] = cell;
-      weight_out[corner * points] = wx * wy * wz;
-    }
+    const int64_t at = (i / points) * 3 * points + i % points;
+    const int64_t corners_at = (i / points) * 8 * points + i % points;
+    element::devoxelize_corners(vox + at, points, r, corner_index + corners_at,
+                                corner_weight + corners_at);
   }
 }
 
@@ -124,14 +97,9 @@ __global__ void devoxelize_gather_kernel(int batch, int channels, int points, in
                                          const T *grid, T *out) {
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * channels * points) {
     const int64_t n = i % points, bc = i / points, b = bc / channels;
-    const int32_t *index = corner_index + b * 8 * points + n;
-    const T *weight = corner_weight + b * 8 * points + n;
-    const T *g = grid + bc * cells;
-    T sum = T(0);
-    for (int corner = 0; corner < 8; ++corner) {
-      sum += g[index[corner * points]] * weight[corner * points];
-    }
-    out[i] = sum;
+    const int64_t at = b * 8 * points + n;
+    out[i] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at,
+                                        points);
   }
 }
 
@@ -169,7 +137,6 @@ __global__ void ball_query_kernel(int centers, int points, T radius_sq, int neig
   const T cz = active ? c[2 * centers + m] : T(0);
   int64_t *row = out + (static_cast<int64_t>(b) * centers + (active ? m : 0)) * neighbours;
   int found = 0;
-  int64_t first = 0;
   for (int start = 0; start < points; start += kTile) {
     if (!__syncthreads_or(active && found < neighbours)) break;
     const int size = min(kTile, points - start);
@@ -181,16 +148,12 @@ __global__ void ball_query_kernel(int centers, int points, T radius_sq, int neig
     __syncthreads();
     if (active) {
       for (int j = 0; j < size && found < neighbours; ++j) {
-        if (squared_distance(cx, cy, cz, tile[0][j], tile[1][j], tile[2][j]) < radius_sq) {
-          if (found == 0) first = start + j;
-          row[found++] = start + j;
-        }
+        element::ball_query_visit(cx, cy, cz, tile[0][j], tile[1][j], tile[2][j], radius_sq,
+                                  static_cast<int64_t>(start + j), neighbours, row, found);
       }
     }
   }
-  if (active) {
-    for (int k = found; k < neighbours; ++k) row[k] = first;
-  }
+  if (active) element::ball_query_fill(row, found, neighbours);
 }
 
 // ---- grouping -------------------------------------------------------------------------
@@ -218,13 +181,7 @@ __global__ void grouping_grad_kernel(int batch, int channels, int points, int ce
 
 // ---- furthest point sampling ----------------------------------------------------------
 
-template <typename T>
-__device__ __forceinline__ void keep_farther(T &best, int &best_index, T other, int other_index) {
-  if (other > best || (other == best && other_index < best_index)) {
-    best = other;
-    best_index = other_index;
-  }
-}
+using element::keep_farther;
 
 template <typename T>
 __device__ __forceinline__ void warp_farthest(T &best, int &best_index) {
@@ -266,7 +223,7 @@ __global__ void furthest_point_sample_kernel(int points, int samples, const T *c
     T best = T(-1);
     int best_index = INT_MAX;
     for (int k = threadIdx.x; k < points; k += blockDim.x) {
-      const T d = min(distance[k], squared_distance(lx, ly, lz, xs[k], ys[k], zs[k]));
+      const T d = element::fps_distance(distance[k], lx, ly, lz, xs[k], ys[k], zs[k]);
       distance[k] = d;
       if (d > best) {
         best = d;
@@ -308,8 +265,7 @@ __global__ void three_nn_kernel(int points, int centers, const T *point_coords,
   const T px = active ? p[n] : T(0);
   const T py = active ? p[points + n] : T(0);
   const T pz = active ? p[2 * points + n] : T(0);
-  T d0 = T(INFINITY), d1 = T(INFINITY), d2 = T(INFINITY);
-  int i0 = 0, i1 = 0, i2 = 0;
+  element::Nearest3<T> nearest = element::three_nn_start<T>();
   for (int start = 0; start < centers; start += kTile) {
     const int size = min(kTile, centers - start);
     __syncthreads();
@@ -320,43 +276,13 @@ __global__ void three_nn_kernel(int points, int centers, const T *point_coords,
     }
     __syncthreads();
     for (int j = 0; j < size; ++j) {
-      const T d = squared_distance(px, py, pz, tile[0][j], tile[1][j], tile[2][j]);
-      const int k = start + j;
-      // Strict comparisons keep equal distances in index order, as PVCNN does.
-      if (d < d2) {
-        if (d < d1) {
-          d2 = d1;
-          i2 = i1;
-          if (d < d0) {
-            d1 = d0;
-            i1 = i0;
-            d0 = d;
-            i0 = k;
-          } else {
-            d1 = d;
-            i1 = k;
-          }
-        } else {
-          d2 = d;
-          i2 = k;
-        }
-      }
+      element::three_nn_visit(nearest, squared_distance(px, py, pz, tile[0][j], tile[1][j], tile[2][j]),
+                              start + j);
     }
   }
   if (!active) return;
-  const T lo = T(1e-10), hi = T(1e10);
-  d0 = min(max(d0, lo), hi);
-  d1 = min(max(d1, lo), hi);
-  d2 = min(max(d2, lo), hi);
-  const T d0d1 = d0 * d1, d0d2 = d0 * d2, d1d2 = d1 * d2;
-  const T inverse_total = T(1) / (d0d1 + d0d2 + d1d2);
   const int64_t at = static_cast<int64_t>(b) * 3 * points + n;
-  index[at] = i0;
-  index[at + points] = i1;
-  index[at + 2 * points] = i2;
-  weight[at] = d1d2 * inverse_total;
-  weight[at + points] = d0d2 * inverse_total;
-  weight[at + 2 * points] = d0d1 * inverse_total;
+  element::three_nn_finish(nearest, points, index + at, weight + at);
 }
 
 template <typename T>
@@ -366,9 +292,7 @@ __global__ void three_nn_interpolate_kernel(int batch, int channels, int points,
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * channels * points) {
     const int64_t n = i % points, bc = i / points, b = bc / channels;
     const int64_t at = b * 3 * points + n;
-    const T *f = cfeat + bc * centers;
-    out[i] = f[index[at]] * weight[at] + f[index[at + points]] * weight[at + points] +
-             f[index[at + 2 * points]] * weight[at + 2 * points];
+    out[i] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
   }
 }
 

@@ -1,4 +1,6 @@
-"""The reference point-voxel operators against brute-force loops, forward and backward.
+"""The point-voxel operators against brute-force loops, forward and backward, on both CPU
+paths: the vectorized PyTorch reference and the compiled C++ operators (every test runs once
+on each, through the `kernel_path` fixture).
 
 Each `_naive_*` twin below spells PVCNN's semantics out point by point in plain Python; the
 inputs are tiny and awkward (a single point, fewer points than neighbours, as many centers as
@@ -14,6 +16,11 @@ import torch
 from kernels import ops
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _every_path(kernel_path):
+    """Every test of this module runs on the reference and on the compiled CPU operators."""
 
 
 def _generator(seed):
@@ -350,6 +357,7 @@ def test_implementation_info_on_a_machine_without_cuda_names_the_reference(caplo
         pytest.skip("this machine has CUDA")
     with caplog.at_level(logging.INFO, logger="lion.kernels"):
         info = ops.implementation_info()
-    assert info["active"] == "reference"
+    assert info["cuda"] == "reference" and info["cuda_reason"]
+    assert info["cpu"] in ("compiled", "reference") and info["cpu_reason"]
     assert info["reason"] and info["cuda_device"] is False
     assert isinstance(info["cache_dir"], str)

@@ -1,0 +1,232 @@
+// CPU loops of the point-voxel operators; see point_voxel_cpu.h for the contracts.
+//
+// One loop iteration does what one CUDA thread does, by calling the same function of
+// point_voxel_element.h. Where the GPU scatters with atomics (voxel sums, gradients of
+// gathers), the CPU gives each thread whole output rows (one shape and channel) and walks
+// the points in order, so no two threads write one value and results are deterministic.
+// Built with -ffp-contract=off, like nvcc's --fmad=false.
+#include "point_voxel_cpu.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "point_voxel_element.h"
+
+namespace lion_kernels {
+namespace cpu {
+namespace {
+
+// Elementwise loops hand each thread at least this many elements; row loops one row.
+constexpr int64_t kGrain = 4096;
+
+// Runs body(i) for i in [0, total) on ATen's thread pool.
+template <typename Body>
+void parallel_each(int64_t total, int64_t grain, const Body &body) {
+  at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(i);
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void avg_voxelize_forward(int batch, int channels, int points, int r, const int32_t *vox,
+                          const T *feat, int32_t *voxel_index, int32_t *counts, T *point_weight,
+                          T *out) {
+  const int64_t cells = static_cast<int64_t>(r) * r * r;
+  parallel_each(batch, 1, [&](int64_t b) {
+    int32_t *count = counts + b * cells;
+    for (int64_t n = 0; n < points; ++n) {
+      const int32_t cell = element::voxel_cell(vox + b * 3 * points + n, points, r);
+      voxel_index[b * points + n] = cell;
+      if (cell >= 0) ++count[cell];
+    }
+    for (int64_t n = 0; n < points; ++n) {
+      const int32_t cell = voxel_index[b * points + n];
+      point_weight[b * points + n] = element::voxel_point_weight<T>(cell, cell < 0 ? 0 : count[cell]);
+    }
+  });
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    const T *f = feat + bc * points;
+    T *grid = out + bc * cells;
+    for (int64_t n = 0; n < points; ++n) {
+      const int32_t cell = voxel_index[b * points + n];
+      if (cell >= 0) grid[cell] += f[n] * point_weight[b * points + n];
+    }
+  });
+}
+
+template <typename T>
+void avg_voxelize_backward(int batch, int channels, int points, int cells,
+                           const int32_t *voxel_index, const T *point_weight, const T *grad_out,
+                           T *grad_feat) {
+  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
+    const int64_t n = i % points, bc = i / points, b = bc / channels;
+    grad_feat[i] = element::avg_voxelize_grad(voxel_index[b * points + n],
+                                              grad_out + bc * cells, point_weight[b * points + n]);
+  });
+}
+
+template <typename T>
+void trilinear_devoxelize_forward(int batch, int channels, int points, int r, const T *vox,
+                                  const T *grid, int32_t *corner_index, T *corner_weight, T *out) {
+  const int64_t cells = static_cast<int64_t>(r) * r * r;
+  parallel_each(static_cast<int64_t>(batch) * points, kGrain, [&](int64_t i) {
+    const int64_t b = i / points, n = i % points;
+    element::devoxelize_corners(vox + b * 3 * points + n, points, r,
+                                corner_index + b * 8 * points + n, corner_weight + b * 8 * points + n);
+  });
+  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
+    const int64_t n = i % points, bc = i / points, b = bc / channels;
+    const int64_t at = b * 8 * points + n;
+    out[i] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at, points);
+  });
+}
+
+template <typename T>
+void trilinear_devoxelize_backward(int batch, int channels, int points, int cells,
+                                   const int32_t *corner_index, const T *corner_weight,
+                                   const T *grad_out, T *grad_grid) {
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *g = grad_grid + bc * cells;
+    for (int64_t n = 0; n < points; ++n) {
+      const int32_t *index = corner_index + b * 8 * points + n;
+      const T *weight = corner_weight + b * 8 * points + n;
+      const T grad = grad_out[bc * points + n];
+      for (int corner = 0; corner < 8; ++corner) g[index[corner * points]] += weight[corner * points] * grad;
+    }
+  });
+}
+
+template <typename T>
+void ball_query(int batch, int centers, int points, T radius_sq, int neighbours,
+                const T *center_coords, const T *point_coords, int64_t *out) {
+  parallel_each(static_cast<int64_t>(batch) * centers, 64, [&](int64_t i) {
+    const int64_t b = i / centers, m = i % centers;
+    const T *c = center_coords + b * 3 * centers + m;
+    const T *x = point_coords + b * 3 * points, *y = x + points, *z = y + points;
+    int64_t *row = out + i * neighbours;
+    int found = 0;
+    for (int64_t j = 0; j < points && found < neighbours; ++j) {
+      element::ball_query_visit(c[0], c[centers], c[2 * centers], x[j], y[j], z[j], radius_sq, j,
+                                neighbours, row, found);
+    }
+    element::ball_query_fill(row, found, neighbours);
+  });
+}
+
+template <typename T>
+void grouping_forward(int batch, int channels, int points, int centers, int neighbours,
+                      const T *feat, const int64_t *idx, T *out) {
+  const int64_t per_channel = static_cast<int64_t>(centers) * neighbours;
+  parallel_each(static_cast<int64_t>(batch) * channels * per_channel, kGrain, [&](int64_t i) {
+    const int64_t mk = i % per_channel, bc = i / per_channel, b = bc / channels;
+    out[i] = feat[bc * points + idx[b * per_channel + mk]];
+  });
+}
+
+template <typename T>
+void grouping_backward(int batch, int channels, int points, int centers, int neighbours,
+                       const T *grad_out, const int64_t *idx, T *grad_feat) {
+  const int64_t per_channel = static_cast<int64_t>(centers) * neighbours;
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t *index = idx + (bc / channels) * per_channel;
+    const T *grad = grad_out + bc * per_channel;
+    T *g = grad_feat + bc * points;
+    for (int64_t mk = 0; mk < per_channel; ++mk) g[index[mk]] += grad[mk];
+  });
+}
+
+template <typename T>
+void furthest_point_sample(int batch, int points, int samples, const T *coords, T *distance,
+                           int64_t *out) {
+  // A plain loop per shape: the GPU's block-wide argmax has no per-element body to share.
+  parallel_each(batch, 1, [&](int64_t b) {
+    const T *x = coords + b * 3 * points, *y = x + points, *z = y + points;
+    T *d = distance + b * points;
+    std::fill(d, d + points, std::numeric_limits<T>::infinity());
+    int64_t *picks = out + b * samples;
+    picks[0] = 0;
+    int last = 0;
+    for (int step = 1; step < samples; ++step) {
+      T best = T(-1);
+      int best_index = std::numeric_limits<int>::max();
+      for (int k = 0; k < points; ++k) {
+        d[k] = element::fps_distance(d[k], x[last], y[last], z[last], x[k], y[k], z[k]);
+        element::keep_farther(best, best_index, d[k], k);
+      }
+      picks[step] = best_index;
+      last = best_index;
+    }
+  });
+}
+
+template <typename T>
+void three_nn(int batch, int points, int centers, const T *point_coords, const T *center_coords,
+              int32_t *index, T *weight) {
+  parallel_each(static_cast<int64_t>(batch) * points, 64, [&](int64_t i) {
+    const int64_t b = i / points, n = i % points;
+    const T *p = point_coords + b * 3 * points + n;
+    const T *x = center_coords + b * 3 * centers, *y = x + centers, *z = y + centers;
+    element::Nearest3<T> nearest = element::three_nn_start<T>();
+    for (int k = 0; k < centers; ++k) {
+      element::three_nn_visit(nearest, element::squared_distance(p[0], p[points], p[2 * points], x[k], y[k], z[k]), k);
+    }
+    element::three_nn_finish(nearest, points, index + b * 3 * points + n, weight + b * 3 * points + n);
+  });
+}
+
+template <typename T>
+void three_nn_interpolate_forward(int batch, int channels, int points, int centers,
+                                  const T *cfeat, const int32_t *index, const T *weight, T *out) {
+  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
+    const int64_t n = i % points, bc = i / points, b = bc / channels;
+    const int64_t at = b * 3 * points + n;
+    out[i] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
+  });
+}
+
+template <typename T>
+void three_nn_interpolate_backward(int batch, int channels, int points, int centers,
+                                   const T *grad_out, const int32_t *index, const T *weight,
+                                   T *grad_cfeat) {
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *g = grad_cfeat + bc * centers;
+    for (int64_t n = 0; n < points; ++n) {
+      const int64_t at = b * 3 * points + n;
+      const T grad = grad_out[bc * points + n];
+      for (int slot = 0; slot < 3; ++slot) g[index[at + slot * points]] += weight[at + slot * points] * grad;
+    }
+  });
+}
+
+#define INSTANTIATE(T)                                                                          \
+  template void avg_voxelize_forward<T>(int, int, int, int, const int32_t *, const T *,         \
+                                        int32_t *, int32_t *, T *, T *);                        \
+  template void avg_voxelize_backward<T>(int, int, int, int, const int32_t *, const T *,        \
+                                         const T *, T *);                                       \
+  template void trilinear_devoxelize_forward<T>(int, int, int, int, const T *, const T *,       \
+                                                int32_t *, T *, T *);                           \
+  template void trilinear_devoxelize_backward<T>(int, int, int, int, const int32_t *, const T *, \
+                                                 const T *, T *);                               \
+  template void ball_query<T>(int, int, int, T, int, const T *, const T *, int64_t *);          \
+  template void grouping_forward<T>(int, int, int, int, int, const T *, const int64_t *, T *);  \
+  template void grouping_backward<T>(int, int, int, int, int, const T *, const int64_t *, T *); \
+  template void furthest_point_sample<T>(int, int, int, const T *, T *, int64_t *);             \
+  template void three_nn<T>(int, int, int, const T *, const T *, int32_t *, T *);               \
+  template void three_nn_interpolate_forward<T>(int, int, int, int, const T *, const int32_t *, \
+                                                const T *, T *);                                \
+  template void three_nn_interpolate_backward<T>(int, int, int, int, const T *,                 \
+                                                 const int32_t *, const T *, T *);
+
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+}  // namespace cpu
+}  // namespace lion_kernels
