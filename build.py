@@ -3,7 +3,7 @@
 
     python3 build.py setup     make .venv (backend: torch, ...) and .venv-blender (bpy 4.5)
     python3 build.py build     the extension zip in dist/, validated by Blender's own tool
-    python3 build.py kernels   compile the CUDA point-voxel kernels ahead of time
+    python3 build.py kernels   compile the point-voxel operators (CPU; CUDA where torch has it)
     python3 build.py test      setup, build, then every test suite
     python3 build.py demo      setup, build, then the main job in headless Blender
     python3 build.py bench     setup, then every benchmark (tables + JSON in bench/results/)
@@ -27,6 +27,9 @@ BACKEND_PYTHON = os.path.join(BACKEND_VENV, "bin", "python")
 BLENDER_PYTHON = os.path.join(BLENDER_VENV, "bin", "python")
 STAGE_DIR = os.path.join(ROOT, "build", "lion_blender")
 DIST_DIR = os.path.join(ROOT, "dist")
+# Compiled point-voxel operators of this checkout: built by setup, used by every process that
+# build.py starts (the tests' and the demo's backends included), so none compiles on its own.
+os.environ.setdefault("LION_KERNEL_CACHE", os.path.join(ROOT, ".cache", "kernels"))
 # What the installed extension needs besides the add-on itself: the backend runs from there.
 BUNDLED_PACKAGES = ("backend", "kernels")
 BUNDLED_OPTIONAL = ("models",)
@@ -92,6 +95,10 @@ def setup():
     make_venv(BACKEND_VENV, os.path.join(requirements, "backend.txt"), "keep-cuda-torch" if keep_cuda else "")
     make_venv(BLENDER_VENV, os.path.join(requirements, "blender.txt"))
     log("environments ready: .venv (backend), .venv-blender (Blender as a module)")
+    # A no-op when the build is current. Without a C++ compiler the backend runs the PyTorch
+    # reference operators (slower, same results) and says so in `hello`.
+    if run([BACKEND_PYTHON, "-m", "kernels.compile", "--cpu"]).returncode != 0:
+        log("the compiled CPU operators could not be built: the backend will use the PyTorch reference")
 
 
 # -- build -------------------------------------------------------------------------------------
@@ -156,7 +163,7 @@ def cmd_build(args):
 
 def cmd_kernels(args):
     setup()
-    check([BACKEND_PYTHON, "-m", "kernels.compile", *args])
+    check([BACKEND_PYTHON, "-m", "kernels.compile", "--verbose", *args])
 
 
 def cmd_test(args):

@@ -3,6 +3,7 @@
     python -m kernels.compile            build into the kernel cache what first use would build:
                                          the CPU operators, and the CUDA ones where this PyTorch
                                          has CUDA
+    python -m kernels.compile --cpu      build the CPU operators only
     python -m kernels.compile --check    compile the CUDA build's sources to object files in a
                                          temporary folder with nvcc: no GPU, no CUDA build of
                                          PyTorch and no linking needed (what CI runs); the shared
@@ -89,6 +90,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kernels.compile", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="only compile the sources to object files (no GPU or CUDA PyTorch needed)")
+    parser.add_argument("--cpu", action="store_true", help="build the CPU operators only")
     parser.add_argument("--verbose", action="store_true", help="show the compiler commands and output")
     args = parser.parse_args(argv)
     if args.check:
@@ -100,7 +102,7 @@ def main(argv=None):
                 return 1
             print(f"kernels: compile check passed ({', '.join(os.path.basename(o) for o in objects)})")
         return 0
-    variants = ["cpu"] + (["cuda"] if torch.version.cuda is not None else [])
+    variants = ["cpu"] + (["cuda"] if torch.version.cuda is not None and not args.cpu else [])
     failed = False
     for variant in variants:
         try:

@@ -8,6 +8,9 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+# The compiled point-voxel operators that `build.py setup` builds; the backends the tests start
+# use them too, instead of compiling into each test's own cache folder.
+os.environ.setdefault("LION_KERNEL_CACHE", os.path.join(REPO_ROOT, ".cache", "kernels"))
 
 
 def _cuda_available():
