@@ -43,7 +43,7 @@ def backend_version():
 
 
 def kernel_info():
-    """Which point-voxel operator path is active (CUDA or the PyTorch reference), and why."""
+    """Which point-voxel operators run on each device (compiled or the PyTorch reference), and why."""
     try:
         from kernels import ops
     except ImportError as exc:

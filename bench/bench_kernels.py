@@ -1,7 +1,7 @@
 """Milliseconds per call of every point-voxel operator at LION sizes, reference against compiled,
 and what that does to whole-model work, all in one run.
 
-    .venv/bin/python bench/bench_kernels.py [--quick] [--batch B] [--no-models]
+    .venv/bin/python bench/bench_kernels.py [--quick] [--batch B] [--no-models] [--threads N]
 
 Operator rows: the PyTorch reference and the compiled operators on the CPU, with the speed-up;
 on a machine with CUDA the same pair on the GPU. Sizes follow LION's PVCNN U-Nets: N = 2048
@@ -160,7 +160,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small batch, few repeats")
     parser.add_argument("--batch", type=int, default=None, help="shapes per operator call (default 16, quick 2)")
     parser.add_argument("--no-models", action="store_true", help="operator rows only")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     batch = args.batch or (2 if args.quick else 16)
     repeats = 2 if args.quick else 5
 

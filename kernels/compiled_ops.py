@@ -11,7 +11,7 @@ class _AvgVoxelize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module, feat, vox_int, r):
         ctx.module = module  # for backward
-        out, voxel_index, point_weight = ctx.module.avg_voxelize_forward(
+        out, voxel_index, point_weight = module.avg_voxelize_forward(
             feat.contiguous(), vox_int.int().contiguous(), r)
         ctx.save_for_backward(voxel_index, point_weight)
         return out.view(feat.shape[0], feat.shape[1], r, r, r)
@@ -28,7 +28,7 @@ class _TrilinearDevoxelize(torch.autograd.Function):
     def forward(ctx, module, grid, vox):
         ctx.module = module  # for backward
         batch, channels, r = grid.shape[:3]
-        out, corner_index, corner_weight = ctx.module.trilinear_devoxelize_forward(
+        out, corner_index, corner_weight = module.trilinear_devoxelize_forward(
             grid.reshape(batch, channels, r * r * r).contiguous(), vox.contiguous(), r)
         ctx.save_for_backward(corner_index, corner_weight)
         ctx.grid_shape = grid.shape
@@ -62,7 +62,7 @@ class _ThreeNNInterpolate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module, points, centers, cfeat):
         ctx.module = module  # for backward
-        neighbour_index, neighbour_weight = ctx.module.three_nn(points.contiguous(), centers.contiguous())
+        neighbour_index, neighbour_weight = module.three_nn(points.contiguous(), centers.contiguous())
         ctx.save_for_backward(neighbour_index, neighbour_weight)
         ctx.num_centers = cfeat.shape[2]
         return module.three_nn_interpolate_forward(cfeat.contiguous(), neighbour_index, neighbour_weight)
