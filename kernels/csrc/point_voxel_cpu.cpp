@@ -156,10 +156,10 @@ void furthest_point_sample(int batch, int points, int samples, const T *coords, 
     for (int step = 1; step < samples; ++step) {
       T best = T(-1);
       int best_index = std::numeric_limits<int>::max();
-      for (int k = 0; k < points; ++k) {
-        d[k] = element::fps_distance(d[k], x[last], y[last], z[last], x[k], y[k], z[k]);
-        element::keep_farther(best, best_index, d[k], k);
-      }
+      const T lx = x[last], ly = y[last], lz = z[last];
+      // Two passes: the first has no branch, so the compiler vectorizes it.
+      for (int k = 0; k < points; ++k) d[k] = element::fps_distance(d[k], lx, ly, lz, x[k], y[k], z[k]);
+      for (int k = 0; k < points; ++k) element::keep_farther(best, best_index, d[k], k);
       picks[step] = best_index;
       last = best_index;
     }
