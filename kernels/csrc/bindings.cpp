@@ -61,7 +61,9 @@ std::vector<at::Tensor> avg_voxelize_forward(const at::Tensor &feat, const at::T
   auto voxel_index = at::empty({batch, points}, vox.options());
   auto counts = at::zeros({batch, cells}, vox.options());
   auto point_weight = at::empty({batch, points}, feat.options());
-  auto out = at::zeros({batch, channels, cells}, feat.options());
+  // The CPU loop zeroes each grid row itself, while it is in cache.
+  auto out = feat.is_cuda() ? at::zeros({batch, channels, cells}, feat.options())
+                            : at::empty({batch, channels, cells}, feat.options());
   AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "avg_voxelize_forward", [&] {
     LION_LAUNCH(feat, avg_voxelize_forward<scalar_t>,
                      batch, channels, points, static_cast<int>(r), vox.data_ptr<int32_t>(),
@@ -109,7 +111,8 @@ at::Tensor trilinear_devoxelize_backward(const at::Tensor &grad_out, const at::T
                                          const at::Tensor &corner_weight, int64_t cells) {
   check_input(grad_out, "grad_out");
   const int batch = size(grad_out, 0), channels = size(grad_out, 1), points = size(grad_out, 2);
-  auto grad_grid = at::zeros({batch, channels, cells}, grad_out.options());
+  auto grad_grid = grad_out.is_cuda() ? at::zeros({batch, channels, cells}, grad_out.options())
+                                      : at::empty({batch, channels, cells}, grad_out.options());
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "trilinear_devoxelize_backward", [&] {
     LION_LAUNCH(grad_out, trilinear_devoxelize_backward<scalar_t>,
                      batch, channels, points, static_cast<int>(cells),

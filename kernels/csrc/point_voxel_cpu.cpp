@@ -19,10 +19,9 @@ namespace lion_kernels {
 namespace cpu {
 namespace {
 
-// Elementwise loops hand each thread at least this many elements; row loops one row.
-constexpr int64_t kGrain = 4096;
-
-// Runs body(i) for i in [0, total) on ATen's thread pool.
+// Runs body(i) for i in [0, total) on ATen's thread pool, at least `grain` per thread. Loops
+// go over rows (one shape, or one shape and channel) so that the inner loop walks contiguous
+// memory without the index divisions a flat element loop needs.
 template <typename Body>
 void parallel_each(int64_t total, int64_t grain, const Body &body) {
   at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
@@ -53,6 +52,7 @@ void avg_voxelize_forward(int batch, int channels, int points, int r, const int3
     const int64_t b = bc / channels;
     const T *f = feat + bc * points;
     T *grid = out + bc * cells;
+    std::fill(grid, grid + cells, T(0));  // here, not in a separate pass: the row stays in cache
     for (int64_t n = 0; n < points; ++n) {
       const int32_t cell = voxel_index[b * points + n];
       if (cell >= 0) grid[cell] += f[n] * point_weight[b * points + n];
@@ -64,10 +64,14 @@ template <typename T>
 void avg_voxelize_backward(int batch, int channels, int points, int cells,
                            const int32_t *voxel_index, const T *point_weight, const T *grad_out,
                            T *grad_feat) {
-  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
-    const int64_t n = i % points, bc = i / points, b = bc / channels;
-    grad_feat[i] = element::avg_voxelize_grad(voxel_index[b * points + n],
-                                              grad_out + bc * cells, point_weight[b * points + n]);
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    const int32_t *cell = voxel_index + b * points;
+    const T *weight = point_weight + b * points;
+    T *grad = grad_feat + bc * points;
+    for (int64_t n = 0; n < points; ++n) {
+      grad[n] = element::avg_voxelize_grad(cell[n], grad_out + bc * cells, weight[n]);
+    }
   });
 }
 
@@ -75,15 +79,19 @@ template <typename T>
 void trilinear_devoxelize_forward(int batch, int channels, int points, int r, const T *vox,
                                   const T *grid, int32_t *corner_index, T *corner_weight, T *out) {
   const int64_t cells = static_cast<int64_t>(r) * r * r;
-  parallel_each(static_cast<int64_t>(batch) * points, kGrain, [&](int64_t i) {
-    const int64_t b = i / points, n = i % points;
-    element::devoxelize_corners(vox + b * 3 * points + n, points, r,
-                                corner_index + b * 8 * points + n, corner_weight + b * 8 * points + n);
+  parallel_each(batch, 1, [&](int64_t b) {
+    for (int64_t n = 0; n < points; ++n) {
+      element::devoxelize_corners(vox + b * 3 * points + n, points, r,
+                                  corner_index + b * 8 * points + n, corner_weight + b * 8 * points + n);
+    }
   });
-  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
-    const int64_t n = i % points, bc = i / points, b = bc / channels;
-    const int64_t at = b * 8 * points + n;
-    out[i] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at, points);
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *row = out + bc * points;
+    for (int64_t n = 0; n < points; ++n) {
+      const int64_t at = b * 8 * points + n;
+      row[n] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at, points);
+    }
   });
 }
 
@@ -94,6 +102,7 @@ void trilinear_devoxelize_backward(int batch, int channels, int points, int cell
   parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
     const int64_t b = bc / channels;
     T *g = grad_grid + bc * cells;
+    std::fill(g, g + cells, T(0));
     for (int64_t n = 0; n < points; ++n) {
       const int32_t *index = corner_index + b * 8 * points + n;
       const T *weight = corner_weight + b * 8 * points + n;
@@ -124,9 +133,11 @@ template <typename T>
 void grouping_forward(int batch, int channels, int points, int centers, int neighbours,
                       const T *feat, const int64_t *idx, T *out) {
   const int64_t per_channel = static_cast<int64_t>(centers) * neighbours;
-  parallel_each(static_cast<int64_t>(batch) * channels * per_channel, kGrain, [&](int64_t i) {
-    const int64_t mk = i % per_channel, bc = i / per_channel, b = bc / channels;
-    out[i] = feat[bc * points + idx[b * per_channel + mk]];
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t *index = idx + (bc / channels) * per_channel;
+    const T *f = feat + bc * points;
+    T *row = out + bc * per_channel;
+    for (int64_t mk = 0; mk < per_channel; ++mk) row[mk] = f[index[mk]];
   });
 }
 
@@ -169,7 +180,7 @@ void furthest_point_sample(int batch, int points, int samples, const T *coords, 
 template <typename T>
 void three_nn(int batch, int points, int centers, const T *point_coords, const T *center_coords,
               int32_t *index, T *weight) {
-  parallel_each(static_cast<int64_t>(batch) * points, 64, [&](int64_t i) {
+  parallel_each(static_cast<int64_t>(batch) * points, 256, [&](int64_t i) {
     const int64_t b = i / points, n = i % points;
     const T *p = point_coords + b * 3 * points + n;
     const T *x = center_coords + b * 3 * centers, *y = x + centers, *z = y + centers;
@@ -184,10 +195,13 @@ void three_nn(int batch, int points, int centers, const T *point_coords, const T
 template <typename T>
 void three_nn_interpolate_forward(int batch, int channels, int points, int centers,
                                   const T *cfeat, const int32_t *index, const T *weight, T *out) {
-  parallel_each(static_cast<int64_t>(batch) * channels * points, kGrain, [&](int64_t i) {
-    const int64_t n = i % points, bc = i / points, b = bc / channels;
-    const int64_t at = b * 3 * points + n;
-    out[i] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *row = out + bc * points;
+    for (int64_t n = 0; n < points; ++n) {
+      const int64_t at = b * 3 * points + n;
+      row[n] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
+    }
   });
 }
 
