@@ -229,7 +229,7 @@ def restore_state(args, dist, parts):
     if args.resume:
         path = os.path.join(args.out, STATE_FILE)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--resume: no {STATE_FILE} in {args.out}")
+            raise SystemExit(_no_run_to_resume(args.out))
         state = torch.load(path, map_location=dist.device, weights_only=True)
         for name, part in parts.items():
             part.load_state_dict(state[name])
@@ -265,6 +265,30 @@ def atomic_save_model(run_dir, model, **kwargs):
     return path
 
 
+def _forget_steps_after(path, step):
+    """Drop the entries of log.jsonl past `step`: a resumed run repeats them from its checkpoint."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) != len(lines):
+        temporary = path + ".tmp"
+        with open(temporary, "w") as f:
+            f.writelines(kept)
+        os.replace(temporary, path)
+
+
+def _logged_step(line):
+    """The step of a log.jsonl line; a line without one (or torn by a crash) counts as past all."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return math.inf
+    step = entry.get("step", 0) if isinstance(entry, dict) else 0
+    return step if isinstance(step, (int, float)) else 0
+
+
 class RunLog:
     """Rank 0's view of a run: console progress, TensorBoard scalars and a JSON-lines log."""
 
@@ -278,7 +302,9 @@ class RunLog:
         from tqdm import tqdm
 
         self._writer = SummaryWriter(os.path.join(run_dir, "tensorboard"), purge_step=start_step)
-        self._jsonl = open(os.path.join(run_dir, "log.jsonl"), "a")
+        path = os.path.join(run_dir, "log.jsonl")
+        _forget_steps_after(path, start_step)
+        self._jsonl = open(path, "a")
         self._progress = tqdm(total=total_steps, initial=start_step, unit="it", dynamic_ncols=True,
                               file=sys.stderr, disable=None)
 
@@ -369,9 +395,31 @@ def load_trained_model(path, args, dist):
 def prepare_run_dir(args, dist):
     if dist.is_main:
         os.makedirs(args.out, exist_ok=True)
-        if not args.resume and os.path.exists(os.path.join(args.out, STATE_FILE)):
+        holds_run = os.path.exists(os.path.join(args.out, STATE_FILE))
+        if not args.resume and holds_run:
             raise SystemExit(f"{args.out} already holds a run: pass --resume to continue it, or choose another --out")
+        if args.resume and not holds_run:
+            raise SystemExit(_no_run_to_resume(args.out))
+        remove_partial_writes(args.out)
     dist.barrier()
+
+
+def _no_run_to_resume(run_dir):
+    return f"--resume: {run_dir} holds no run to continue (no {STATE_FILE}); start without --resume"
+
+
+# What an atomic write leaves behind when the process dies mid-write (save_state, the model
+# files, backend.checkpoint's .checkpoint-*.tmp, the prior stage's encodings).
+PARTIAL_WRITE_SUFFIXES = (".tmp", ".tmp.safetensors")
+
+
+def remove_partial_writes(run_dir):
+    """Delete the half-written files an interrupted run left in `run_dir` (not below it)."""
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        if name.endswith(PARTIAL_WRITE_SUFFIXES) and os.path.isfile(path):
+            os.remove(path)
+            logging.getLogger(__name__).info("removed %s, left by an interrupted write", path)
 
 
 def save_arguments(args, dist):

@@ -73,12 +73,25 @@ def check_interrupted_then_resumed_equals_uninterrupted(stage, tmp_path, *option
     assert code == 130, output
     stopped_at = load_state(parts)["step"]
     assert 1 <= stopped_at < steps, "the interrupt must land mid-run for this test to mean anything"
+    plant_what_a_killed_run_leaves(parts, stopped_at)
 
     code, output = finish(train(stage, parts, *options, "--resume", steps=steps))
     assert code == 0, output
     assert load_state(parts)["step"] == steps
     assert_same_tensors(load_state(whole), load_state(parts))
+    assert not [name for name in os.listdir(parts) if name.endswith((".tmp", ".tmp.safetensors"))]
+    trained = [entry["step"] for entry in logged_steps(parts) if "loss" in entry]
+    assert trained == list(range(1, steps + 1)), "each step is logged once, in order"
     return whole
+
+
+def plant_what_a_killed_run_leaves(out, checkpointed_step):
+    """A SIGKILL after the last checkpoint leaves half-written files and log lines past it."""
+    for name in ("state.pt.tmp", ".checkpoint-x1y2.tmp", "model.safetensors.tmp.safetensors"):
+        (out / name).write_bytes(b"partial")
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": checkpointed_step + 1, "loss": 1.0}) + "\n")
+        f.write('{"step": 9')  # torn by the kill
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +183,11 @@ def test_a_kept_point_prior_widened_to_see_xyz_computes_what_it_did():
     assert torch.equal(model.point_prior.unet.up[-1].mlp.convs[0].weight, weight)
     with pytest.raises(SystemExit, match="does not fit"):
         continue_point_prior(model, get_point_prior("paper"))
+
+
+def test_resume_of_a_folder_without_a_run_says_so(tmp_path):
+    code, output = finish(train("vae", tmp_path / "empty", "--config", "tiny", "--resume", steps=2))
+    assert code != 0 and "holds no run to continue" in output and "Traceback" not in output
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, trained_vae):
