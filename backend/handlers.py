@@ -90,6 +90,21 @@ def hello(params, arrays, context):
 
 # -- request fields ------------------------------------------------------------------------------
 
+def _point(params, name, default):
+    """A float64 [3] from a list of three finite numbers (not strings, not booleans)."""
+    value = params.get(name, list(default))
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise RequestError(f"{name} must be three finite numbers, got {value!r}")
+    try:
+        point = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        point = np.full(3, np.inf)
+    if not np.isfinite(point).all():
+        raise RequestError(f"{name} must be three finite numbers, got {value!r}")
+    return point
+
+
 def _integer(params, name, default, low, high=None):
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
@@ -240,9 +255,7 @@ def sample(params, arrays, context):
     name, model, metadata = _load(params)
     settings = _settings(params, model.config.diffusion.num_steps)
     count = _integer(params, "count", 1, 1, 64)
-    center = np.asarray(params.get("center", [0.0, 0.0, 0.0]), dtype=np.float64)
-    if center.shape != (3,) or not np.isfinite(center).all():
-        raise RequestError(f"center must be three finite numbers, got {params.get('center')!r}")
+    center = _point(params, "center", (0.0, 0.0, 0.0))
     size = _number(params, "size", 1.0, 1e-6, 1e6)
     try:
         frame = ShapeFrame.placed(center, size, _model_half_extent(metadata), arrays.get("matrix"))
