@@ -79,10 +79,6 @@ def build_dir(variant="cpu"):
     return os.path.join(cache_dir(), extension_name(variant))
 
 
-def _library_path(variant):
-    return os.path.join(build_dir(variant), extension_name(variant) + (".pyd" if os.name == "nt" else ".so"))
-
-
 def _why_not_possible(variant):
     """Why `variant` cannot run in this process, or None if it might."""
     if os.environ.get("LION_KERNELS", "auto") == "reference":
@@ -152,21 +148,25 @@ def build(variant="cpu", verbose=False):
 def _load(variant, allow_build):
     """The module of `variant`, loaded (and with allow_build compiled if needed) once per
     process, or None when it cannot run (the reason is in _failures) or is not built yet."""
+    if variant in _modules:  # every operator call asks: no lock once loaded
+        return _modules[variant]
     with _lock:
         if variant in _modules or variant in _failures:
             return _modules.get(variant)
         reason = _why_not_possible(variant)
         module = None
-        if reason is None and os.path.exists(_library_path(variant)):
+        name = extension_name(variant)  # hashes the sources: once
+        library = os.path.join(cache_dir(), name, name + (".pyd" if os.name == "nt" else ".so"))
+        if reason is None and os.path.exists(library):
             try:
-                module = _import_library(_library_path(variant), extension_name(variant))
+                module = _import_library(library, name)
             except ImportError as error:
-                reason = f"the cached build at {_library_path(variant)} does not load: {error}"
+                reason = f"the cached build at {library} does not load: {error}"
         elif reason is None and not allow_build:
             return None
         elif reason is None:
             logger.info("compiling the %s point-voxel operators into %s (first use only; a minute or two)",
-                        variant, build_dir(variant))
+                        variant, os.path.dirname(library))
             try:
                 module = build(variant)
             except RuntimeError as error:
@@ -174,7 +174,7 @@ def _load(variant, allow_build):
         if module is not None:
             _modules[variant] = module
             _log_once(variant, "point-voxel operators: compiled kernels for %s tensors (%s)", variant,
-                      build_dir(variant))
+                      os.path.dirname(library))
         else:
             _failures[variant] = reason
             could_run = _why_not_possible(variant) is None
@@ -192,12 +192,11 @@ def _log_once(key, message, *args, level=logging.INFO):
 def compiled_for(tensor):
     """The compiled module that runs operators on `tensor`'s device (loading, or compiling it
     on first use), or None when the reference must run."""
-    variant = {"cpu": "cpu", "cuda": "cuda"}.get(tensor.device.type)
-    if variant is None:
-        _log_once(f"device:{tensor.device.type}",
-                  "point-voxel operators: PyTorch reference for %s tensors", tensor.device.type)
+    device = tensor.device.type
+    if device not in VARIANTS:
+        _log_once(f"device:{device}", "point-voxel operators: PyTorch reference for %s tensors", device)
         return None
-    return _load(variant, allow_build=True)
+    return _load(device, allow_build=True)
 
 
 def implementation_info(load=False):

@@ -49,6 +49,12 @@ cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(
   } while (0)
 #endif
 
+// An output the kernels add into: zeroed on the GPU, whose kernels add atomically; left
+// uninitialized on the CPU, whose loops zero each row themselves while it is in cache.
+at::Tensor scatter_output(const at::Tensor &like, at::IntArrayRef sizes) {
+  return like.is_cuda() ? at::zeros(sizes, like.options()) : at::empty(sizes, like.options());
+}
+
 int size(const at::Tensor &t, int dim) { return static_cast<int>(t.size(dim)); }
 
 std::vector<at::Tensor> avg_voxelize_forward(const at::Tensor &feat, const at::Tensor &vox,
@@ -61,9 +67,7 @@ std::vector<at::Tensor> avg_voxelize_forward(const at::Tensor &feat, const at::T
   auto voxel_index = at::empty({batch, points}, vox.options());
   auto counts = at::zeros({batch, cells}, vox.options());
   auto point_weight = at::empty({batch, points}, feat.options());
-  // The CPU loop zeroes each grid row itself, while it is in cache.
-  auto out = feat.is_cuda() ? at::zeros({batch, channels, cells}, feat.options())
-                            : at::empty({batch, channels, cells}, feat.options());
+  auto out = scatter_output(feat, {batch, channels, cells});
   AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "avg_voxelize_forward", [&] {
     LION_LAUNCH(feat, avg_voxelize_forward<scalar_t>,
                      batch, channels, points, static_cast<int>(r), vox.data_ptr<int32_t>(),
@@ -111,8 +115,7 @@ at::Tensor trilinear_devoxelize_backward(const at::Tensor &grad_out, const at::T
                                          const at::Tensor &corner_weight, int64_t cells) {
   check_input(grad_out, "grad_out");
   const int batch = size(grad_out, 0), channels = size(grad_out, 1), points = size(grad_out, 2);
-  auto grad_grid = grad_out.is_cuda() ? at::zeros({batch, channels, cells}, grad_out.options())
-                                      : at::empty({batch, channels, cells}, grad_out.options());
+  auto grad_grid = scatter_output(grad_out, {batch, channels, cells});
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "trilinear_devoxelize_backward", [&] {
     LION_LAUNCH(grad_out, trilinear_devoxelize_backward<scalar_t>,
                      batch, channels, points, static_cast<int>(cells),
@@ -159,7 +162,7 @@ at::Tensor grouping_backward(const at::Tensor &grad_out, const at::Tensor &idx, 
   check_input(grad_out, "grad_out");
   const int batch = size(grad_out, 0), channels = size(grad_out, 1);
   const int centers = size(idx, 1), neighbours = size(idx, 2);
-  auto grad_feat = at::zeros({batch, channels, points}, grad_out.options());
+  auto grad_feat = scatter_output(grad_out, {batch, channels, points});
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "grouping_backward", [&] {
     LION_LAUNCH(grad_out, grouping_backward<scalar_t>,
                      batch, channels, static_cast<int>(points), centers, neighbours,
@@ -218,7 +221,7 @@ at::Tensor three_nn_interpolate_backward(const at::Tensor &grad_out, const at::T
                                          const at::Tensor &weight, int64_t centers) {
   check_input(grad_out, "grad_out");
   const int batch = size(grad_out, 0), channels = size(grad_out, 1), points = size(grad_out, 2);
-  auto grad_cfeat = at::zeros({batch, channels, centers}, grad_out.options());
+  auto grad_cfeat = scatter_output(grad_out, {batch, channels, centers});
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "three_nn_interpolate_backward", [&] {
     LION_LAUNCH(grad_out, three_nn_interpolate_backward<scalar_t>,
                      batch, channels, points, static_cast<int>(centers),

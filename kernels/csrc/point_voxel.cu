@@ -98,7 +98,7 @@ __global__ void devoxelize_gather_kernel(int batch, int channels, int points, in
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * channels * points) {
     const int64_t n = i % points, bc = i / points, b = bc / channels;
     const int64_t at = b * 8 * points + n;
-    out[i] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at,
+    out[i] = element::weighted_gather<8>(grid + bc * cells, corner_index + at, corner_weight + at,
                                         points);
   }
 }
@@ -292,7 +292,7 @@ __global__ void three_nn_interpolate_kernel(int batch, int channels, int points,
   GRID_STRIDE_LOOP(i, static_cast<int64_t>(batch) * channels * points) {
     const int64_t n = i % points, bc = i / points, b = bc / channels;
     const int64_t at = b * 3 * points + n;
-    out[i] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
+    out[i] = element::weighted_gather<3>(cfeat + bc * centers, index + at, weight + at, points);
   }
 }
 

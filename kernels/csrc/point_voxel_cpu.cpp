@@ -29,6 +29,39 @@ void parallel_each(int64_t total, int64_t grain, const Body &body) {
   });
 }
 
+// Adds each point's gradient, weighted, into the K neighbours it was interpolated from:
+// grad_source[b,c,index[b,k,n]] += weight[b,k,n] * grad_out[b,c,n]. One thread owns one
+// (shape, channel) row of grad_source and zeroes it first; the GPU scatters atomically instead.
+// out[b,c,n] = the weighted sum over the K sources point n was interpolated from; one thread
+// per (shape, channel) row, as one CUDA thread per element computes it.
+template <int K, typename T>
+void gather_weighted(int batch, int channels, int points, int64_t sources, const T *source,
+                     const int32_t *index, const T *weight, T *out) {
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *row = out + bc * points;
+    for (int64_t n = 0; n < points; ++n) {
+      const int64_t at = b * K * points + n;
+      row[n] = element::weighted_gather<K>(source + bc * sources, index + at, weight + at, points);
+    }
+  });
+}
+
+template <int K, typename T>
+void scatter_weighted(int batch, int channels, int points, int64_t sources, const int32_t *index,
+                      const T *weight, const T *grad_out, T *grad_source) {
+  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
+    const int64_t b = bc / channels;
+    T *g = grad_source + bc * sources;
+    std::fill(g, g + sources, T(0));
+    for (int64_t n = 0; n < points; ++n) {
+      const int64_t at = b * K * points + n;
+      const T grad = grad_out[bc * points + n];
+      for (int k = 0; k < K; ++k) g[index[at + k * points]] += weight[at + k * points] * grad;
+    }
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -85,31 +118,14 @@ void trilinear_devoxelize_forward(int batch, int channels, int points, int r, co
                                   corner_index + b * 8 * points + n, corner_weight + b * 8 * points + n);
     }
   });
-  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
-    const int64_t b = bc / channels;
-    T *row = out + bc * points;
-    for (int64_t n = 0; n < points; ++n) {
-      const int64_t at = b * 8 * points + n;
-      row[n] = element::devoxelize_gather(grid + bc * cells, corner_index + at, corner_weight + at, points);
-    }
-  });
+  gather_weighted<8>(batch, channels, points, cells, grid, corner_index, corner_weight, out);
 }
 
 template <typename T>
 void trilinear_devoxelize_backward(int batch, int channels, int points, int cells,
                                    const int32_t *corner_index, const T *corner_weight,
                                    const T *grad_out, T *grad_grid) {
-  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
-    const int64_t b = bc / channels;
-    T *g = grad_grid + bc * cells;
-    std::fill(g, g + cells, T(0));
-    for (int64_t n = 0; n < points; ++n) {
-      const int32_t *index = corner_index + b * 8 * points + n;
-      const T *weight = corner_weight + b * 8 * points + n;
-      const T grad = grad_out[bc * points + n];
-      for (int corner = 0; corner < 8; ++corner) g[index[corner * points]] += weight[corner * points] * grad;
-    }
-  });
+  scatter_weighted<8>(batch, channels, points, cells, corner_index, corner_weight, grad_out, grad_grid);
 }
 
 template <typename T>
@@ -149,6 +165,7 @@ void grouping_backward(int batch, int channels, int points, int centers, int nei
     const int64_t *index = idx + (bc / channels) * per_channel;
     const T *grad = grad_out + bc * per_channel;
     T *g = grad_feat + bc * points;
+    std::fill(g, g + points, T(0));
     for (int64_t mk = 0; mk < per_channel; ++mk) g[index[mk]] += grad[mk];
   });
 }
@@ -195,29 +212,14 @@ void three_nn(int batch, int points, int centers, const T *point_coords, const T
 template <typename T>
 void three_nn_interpolate_forward(int batch, int channels, int points, int centers,
                                   const T *cfeat, const int32_t *index, const T *weight, T *out) {
-  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
-    const int64_t b = bc / channels;
-    T *row = out + bc * points;
-    for (int64_t n = 0; n < points; ++n) {
-      const int64_t at = b * 3 * points + n;
-      row[n] = element::three_nn_gather(cfeat + bc * centers, index + at, weight + at, points);
-    }
-  });
+  gather_weighted<3>(batch, channels, points, centers, cfeat, index, weight, out);
 }
 
 template <typename T>
 void three_nn_interpolate_backward(int batch, int channels, int points, int centers,
                                    const T *grad_out, const int32_t *index, const T *weight,
                                    T *grad_cfeat) {
-  parallel_each(static_cast<int64_t>(batch) * channels, 1, [&](int64_t bc) {
-    const int64_t b = bc / channels;
-    T *g = grad_cfeat + bc * centers;
-    for (int64_t n = 0; n < points; ++n) {
-      const int64_t at = b * 3 * points + n;
-      const T grad = grad_out[bc * points + n];
-      for (int slot = 0; slot < 3; ++slot) g[index[at + slot * points]] += weight[at + slot * points] * grad;
-    }
-  });
+  scatter_weighted<3>(batch, channels, points, centers, index, weight, grad_out, grad_cfeat);
 }
 
 #define INSTANTIATE(T)                                                                          \

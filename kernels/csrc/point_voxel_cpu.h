@@ -1,8 +1,8 @@
 // CPU loops of the point-voxel operators (PVCNN semantics), over raw host pointers.
 //
 // The same contracts as the CUDA launchers in point_voxel.h, without a stream: layouts are
-// C-contiguous, T is float or double, zeroed inputs are named; the voxel grids `out` of
-// avg_voxelize_forward and `grad_grid` of trilinear_devoxelize_backward are zeroed here. Work is split over the
+// C-contiguous, T is float or double. The outputs the CUDA launchers need zeroed (they add into
+// them atomically) are zeroed here, row by row while in cache; `counts` must still be zeroed. Work is split over the
 // threads of ATen's pool (OpenMP), so torch.set_num_threads governs it.
 #pragma once
 

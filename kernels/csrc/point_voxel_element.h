@@ -28,6 +28,16 @@ LION_ELEMENT T squared_distance(T ax, T ay, T az, T bx, T by, T bz) {
   return dx * dx + dy * dy + dz * dz;
 }
 
+// One point's value interpolated from K sources of one channel's row (grid cells or centers):
+// the sum of row[index[k*stride]] * weight[k*stride], k in order. Trilinear devoxelization
+// (K = 8 corners) and three-NN interpolation (K = 3) both end in it.
+template <int K, typename T>
+LION_ELEMENT T weighted_gather(const T *row, const int32_t *index, const T *weight, int64_t stride) {
+  T sum = row[index[0]] * weight[0];
+  for (int k = 1; k < K; ++k) sum += row[index[k * stride]] * weight[k * stride];
+  return sum;
+}
+
 // ---- average voxelization ----
 
 // Flat voxel x*r*r + y*r + z of the point whose integer voxel is vox[0], vox[stride],
@@ -82,17 +92,6 @@ LION_ELEMENT void devoxelize_corners(const T *vox, int64_t stride, int r, int32_
     index[corner * stride] = cell;
     weight[corner * stride] = (wx * wy) * wz;
   }
-}
-
-// One point's interpolated value from one channel's grid.
-template <typename T>
-LION_ELEMENT T devoxelize_gather(const T *grid_row, const int32_t *index, const T *weight,
-                                 int64_t stride) {
-  T sum = T(0);
-  for (int corner = 0; corner < 8; ++corner) {
-    sum += grid_row[index[corner * stride]] * weight[corner * stride];
-  }
-  return sum;
 }
 
 // ---- ball query ----
@@ -169,14 +168,6 @@ LION_ELEMENT void three_nn_finish(const Nearest3<T> &nearest, int64_t stride, in
   weight[0] = d1d2 * inverse_total;
   weight[stride] = d0d2 * inverse_total;
   weight[2 * stride] = d0d1 * inverse_total;
-}
-
-// One point's value from one channel's center features.
-template <typename T>
-LION_ELEMENT T three_nn_gather(const T *center_row, const int32_t *index, const T *weight,
-                               int64_t stride) {
-  return center_row[index[0]] * weight[0] + center_row[index[stride]] * weight[stride] +
-         center_row[index[2 * stride]] * weight[2 * stride];
 }
 
 // ---- furthest point sampling ----
