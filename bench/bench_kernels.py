@@ -42,6 +42,15 @@ def path(name):
         ops.compiled_for = original
 
 
+def on_both_paths(call, repeats, sync=None):
+    """ms per call on the reference and on the compiled operators, measured back to back."""
+    times = {}
+    for label in ("reference", "compiled"):
+        with path(label):
+            times[f"{label}_ms"] = time_call(call, repeats=repeats, warmup=1, sync=sync) * 1e3
+    return {**times, "speedup": times["reference_ms"] / times["compiled_ms"]}
+
+
 def _inputs(batch, device):
     g = torch.Generator(device=device).manual_seed(0)
     coords = torch.rand(batch, 3, POINTS, generator=g, device=device) * 2 - 1
@@ -89,12 +98,8 @@ def operator_rows(device, batch, repeats):
 
         for mode, call in [("forward", forward_only)] + ([("forward+backward", forward_backward)]
                                                          if differentiable else []):
-            row = {"what": name, "mode": mode, "device": device, "batch": batch}
-            for label in ("reference", "compiled"):
-                with path(label):
-                    row[f"{label}_ms"] = time_call(call, repeats=repeats, warmup=1, sync=sync) * 1e3
-            row["speedup"] = row["reference_ms"] / row["compiled_ms"]
-            rows.append(row)
+            rows.append({"what": name, "mode": mode, "device": device, "batch": batch,
+                         **on_both_paths(call, repeats, sync)})
     return rows
 
 
@@ -125,12 +130,8 @@ def model_rows(repeats):
              ("4 variations, default model, DDIM 25", variations)]
     rows = []
     for name, call in cases:
-        row = {"what": name, "mode": "model", "device": "cpu", "batch": TRAIN_BATCH if "train" in name else 4}
-        for label in ("reference", "compiled"):
-            with path(label):
-                row[f"{label}_ms"] = time_call(call, repeats=repeats, warmup=1) * 1e3
-        row["speedup"] = row["reference_ms"] / row["compiled_ms"]
-        rows.append(row)
+        rows.append({"what": name, "mode": "model", "device": "cpu", "batch": TRAIN_BATCH if "train" in name else 4,
+                     **on_both_paths(call, repeats)})
         model.zero_grad(set_to_none=True)
     return rows
 
