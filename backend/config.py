@@ -15,6 +15,7 @@ convert to and from text; `from_dict` rejects unknown keys with a ValueError nam
 """
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import List
@@ -96,6 +97,11 @@ class VAEConfig:
     skip_weight: float = 0.01
     log_sigma_offset: float = 6.0
     adaptive_norm_init_scale: float = 0.1
+    # Standard deviation of extra noise on the xyz of every sampled latent point, on top of the
+    # posterior's own (0 in LION). With it the priors learn, and the decoder cleans up, latent
+    # points that are a noisy version of the shape: a prior's small misplacements then fall
+    # within the noise the decoder was trained to remove, and the decoder carries the detail.
+    latent_point_noise: float = 0.0
 
 
 @dataclass
@@ -302,6 +308,8 @@ def validate_config(config: LionConfig) -> None:
         raise ValueError(f"vae.num_points ({vae.num_points}) must be >= the first stage's num_centers")
     if vae.shape_latent_dim < 1 or vae.point_feature_dim < 0:
         raise ValueError("vae.shape_latent_dim must be >= 1 and vae.point_feature_dim >= 0")
+    if not math.isfinite(vae.latent_point_noise) or vae.latent_point_noise < 0:
+        raise ValueError(f"vae.latent_point_noise must be a finite number >= 0, got {vae.latent_point_noise!r}")
     prior = config.shape_prior
     _check_channels(prior.hidden_channels, "shape_prior.hidden_channels")
     if prior.num_blocks < 1 or prior.time_hidden_channels < 1:

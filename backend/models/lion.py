@@ -25,10 +25,12 @@ class VoxelGuideEncoder(nn.Module):
 
     def __init__(self, vae: LionVAE):
         super().__init__()
+        self.config = vae.config
         self.shape_latent_encoder = copy.deepcopy(vae.shape_latent_encoder)
         self.latent_point_encoder = copy.deepcopy(vae.latent_point_encoder)
 
     encode = LionVAE.encode
+    sample_latent_points = LionVAE.sample_latent_points
 
     def forward(self, points):
         """points float [B, N, 3] on a guide's surface, normalized ->

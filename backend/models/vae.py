@@ -4,6 +4,7 @@ A shape of N points x [B, N, 3] is encoded into a global shape latent z0 [B, Dz]
 points h0 [B, N, 3 + Dh] (a position near each input point plus Dh features); the decoder maps
 (z0, h0) back to points [B, N, 3]. Posteriors are diagonal Gaussians given as (mean, log sigma).
 """
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -143,8 +144,19 @@ class LionVAE(nn.Module):
         z_mean, z_log_sigma = self.shape_latent_encoder(points)
         shape_latent = sample_gaussian(z_mean, z_log_sigma, generator) if sample else z_mean
         h_mean, h_log_sigma = self.latent_point_encoder(points, shape_latent)
-        latent_points = sample_gaussian(h_mean, h_log_sigma, generator) if sample else h_mean
+        latent_points = self.sample_latent_points(h_mean, h_log_sigma, generator) if sample else h_mean
         return Encoding(z_mean, z_log_sigma, shape_latent, h_mean, h_log_sigma, latent_points)
+
+    def sample_latent_points(self, mean, log_sigma, generator: Optional[torch.Generator] = None):
+        """A posterior draw of the latent points float [B, N, 3 + Dh], with the config's extra
+        noise on xyz: what the decoder and the point prior are trained on, and what pipelines
+        feed them."""
+        latent_points = sample_gaussian(mean, log_sigma, generator)
+        extra = self.config.latent_point_noise
+        if extra > 0:
+            xyz = sample_gaussian(latent_points[..., :3], torch.full_like(mean[..., :3], math.log(extra)), generator)
+            latent_points = torch.cat([xyz, latent_points[..., 3:]], dim=-1)
+        return latent_points
 
     def decode(self, shape_latent, latent_points):
         """shape_latent: float [B, Dz]; latent_points: float [B, N, 3 + Dh] -> points float [B, N, 3]."""

@@ -258,7 +258,8 @@ def main(argv=None):
             scalars["grad_norm_shape"] = update("shape", model.shape_prior, loss_shape)
         chosen = take(generator, args.batch_size)
         z0 = encodings["z"][chosen].to(device)
-        h0 = sample_gaussian(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen], generator).to(device)
+        h0 = model.vae.sample_latent_points(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen],
+                                            generator).to(device)
         t = None
         if args.low_t_share > 0 and step >= args.low_t_from_step:
             t = training_steps(args.batch_size, schedule.num_steps, args.low_t_share, args.low_t_max, generator).to(device)

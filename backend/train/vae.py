@@ -12,13 +12,17 @@ that costs less than h0 is what keeps it in use when the latent points are noisy
 
 --init MODEL starts from an earlier model's VAE weights (its config and data normalization
 too), so that runs on a CPU add up; --kl-start then sets where the ramp begins.
+--latent-point-noise S sets config.vae.latent_point_noise: extra noise on the sampled latent
+points' xyz, which the decoder learns to remove and the point prior is later trained on.
+--decoder-only trains the decoder alone, so the encoders' latents (and the priors and voxel-guide
+encoder fitted to them) stay valid.
 """
 import argparse
 import os
 
 import torch
 
-from backend.config import get_config
+from backend.config import get_config, validate_config
 from backend.train import runtime
 
 KL_WEIGHT_START = 1e-7
@@ -71,6 +75,11 @@ def parse_arguments(argv):
     parser.add_argument("--kl-shape-scale", type=float, default=1.0,
                         help="factor on the z0 KL term (LION: 1)")
     parser.add_argument("--init", help="start from this model's VAE (config and normalization included)")
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="train the decoder alone: the encoders, and so the latents the priors learned, stay as --init has them")
+    parser.add_argument("--latent-point-noise", type=float,
+                        help="extra noise on the sampled latent points' xyz (config.vae.latent_point_noise; "
+                             "default: the config's or --init's)")
     return parser.parse_args(argv)
 
 
@@ -97,8 +106,17 @@ def main(argv=None):
         dataset = runtime.build_dataset(args, config.vae.num_points)
         torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
         model = LionModel(config, dataset.normalization).to(dist.device)
+    if args.latent_point_noise is not None:
+        model.config.vae.latent_point_noise = args.latent_point_noise
+        validate_config(model.config)
+    if args.decoder_only:
+        if not args.init:
+            raise SystemExit("--decoder-only needs --init: a trained VAE whose encoders it keeps")
+        for part in (model.vae.shape_latent_encoder, model.vae.latent_point_encoder):
+            part.requires_grad_(False)
+    trained = [p for p in model.vae.parameters() if p.requires_grad]
     vae = dist.wrap(model.vae)
-    optimizer = torch.optim.Adam(model.vae.parameters(), lr=args.lr or DEFAULT_LR)
+    optimizer = torch.optim.Adam(trained, lr=args.lr or DEFAULT_LR)
     batches = runtime.BatchOrder(dataset, args.batch_size, args.seed, dist)
     preview = torch.stack([dataset[i] for i in range(min(4, len(dataset)))]).to(dist.device)
     data_facts = runtime.data_metadata(dataset)
@@ -118,7 +136,7 @@ def main(argv=None):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip > 0:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.vae.parameters(), args.grad_clip).item()
+            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(trained, args.grad_clip).item()
         optimizer.step()
         return scalars
 

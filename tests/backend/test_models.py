@@ -114,6 +114,36 @@ def test_encode_decode_round_trip_starts_near_identity(model):
     assert torch.equal(sampled.latent_points, again.latent_points)
 
 
+def test_latent_point_noise_widens_only_the_xyz_of_posterior_draws():
+    config = micro_config()
+    config.vae.latent_point_noise = 0.3
+    torch.manual_seed(0)
+    noisy = LionModel(config).eval()
+    points = shapes(2, count=NUM_POINTS, seed=3)
+    with torch.no_grad():
+        encoding = noisy.vae.encode(points, sample=True, generator=torch.Generator().manual_seed(5))
+        mean_only = noisy.vae.encode(points, sample=False)
+        draws = torch.stack([noisy.vae.sample_latent_points(encoding.latent_points_mean, encoding.latent_points_log_sigma,
+                                                            torch.Generator().manual_seed(seed)) for seed in range(200)])
+    assert torch.equal(mean_only.latent_points, mean_only.latent_points_mean), "posterior means get no extra noise"
+    sigma = encoding.latent_points_log_sigma.exp()
+    expected = torch.cat([(sigma[..., :3].square() + 0.3 ** 2).sqrt(), sigma[..., 3:]], dim=-1)
+    measured = (draws - encoding.latent_points_mean).std(dim=0)
+    assert torch.allclose(measured.mean(dim=(0, 1)), expected.mean(dim=(0, 1)), rtol=0.05)
+    assert (encoding.latent_points - encoding.latent_points_mean)[..., :3].std() > 0.25
+    voxel_guided = LionModel(config, with_voxel_encoder=True).voxel_encoder
+    again = voxel_guided.sample_latent_points(encoding.latent_points_mean, encoding.latent_points_log_sigma,
+                                              torch.Generator().manual_seed(0))
+    assert torch.equal(again, draws[0]), "the voxel-guide encoder draws as the VAE does"
+
+
+def test_a_config_with_negative_latent_point_noise_is_refused():
+    config = micro_config()
+    config.vae.latent_point_noise = -0.1
+    with pytest.raises(ValueError, match="latent_point_noise"):
+        LionModel(config)
+
+
 def test_gradient_reaches_every_parameter():
     torch.manual_seed(1)
     model = LionModel(micro_config()).train()

@@ -105,6 +105,28 @@ def test_vae_stage_continues_from_a_model_with_its_config_and_normalization(tmp_
     assert {"z0_spread", "z0_sigma", "h0_sigma"} <= set(entry)
 
 
+def test_vae_stage_decoder_only_keeps_the_encoders_and_records_the_latent_point_noise(tmp_path, tiny_model):
+    from test_train import finish, train
+
+    code, output = finish(train("vae", tmp_path / "decoder", "--init", str(tiny_model), "--decoder-only",
+                                "--latent-point-noise", "0.15", steps=2))
+    assert code == 0, output
+    source, _ = load_model(tiny_model)
+    model, _ = load_model(tmp_path / "decoder" / "model.safetensors")
+    assert model.config.vae.latent_point_noise == 0.15
+    assert source.config.vae.latent_point_noise == 0.0
+    trained = model.vae.state_dict()
+    changed = {name for name, value in source.vae.state_dict().items() if not torch.equal(trained[name], value)}
+    assert changed and all(name.startswith("decoder.") for name in changed), sorted(changed)[:5]
+
+
+def test_decoder_only_needs_a_trained_vae(tmp_path):
+    from test_train import finish, train
+
+    code, output = finish(train("vae", tmp_path / "fresh", "--decoder-only", steps=1))
+    assert code != 0 and "--decoder-only needs --init" in output
+
+
 def test_kl_shape_scale_weighs_only_the_z0_term():
     from backend.train.vae import vae_loss
 
