@@ -43,6 +43,7 @@ OPENMP_FLAGS = {"linux": ("-fopenmp",), "win32": ("/openmp",)}.get(sys.platform,
 VARIANTS = ("cpu", "cuda")
 
 _lock = threading.Lock()
+BUSY = object()  # _load without waiting: another thread holds the lock (compiling, say)
 _modules = {}   # variant -> loaded module
 _failures = {}  # variant -> why it cannot run
 _logged = set()
@@ -145,42 +146,51 @@ def build(variant="cpu", verbose=False):
         raise RuntimeError(f"compiling the {variant} operators failed: {error}") from error
 
 
-def _load(variant, allow_build):
+def _load(variant, allow_build, wait=True):
     """The module of `variant`, loaded (and with allow_build compiled if needed) once per
-    process, or None when it cannot run (the reason is in _failures) or is not built yet."""
+    process, or None when it cannot run (the reason is in _failures) or is not built yet.
+    Without `wait`, BUSY when another thread is loading or compiling right now."""
     if variant in _modules:  # every operator call asks: no lock once loaded
         return _modules[variant]
-    with _lock:
-        if variant in _modules or variant in _failures:
-            return _modules.get(variant)
-        reason = _why_not_possible(variant)
-        module = None
-        name = extension_name(variant)  # hashes the sources: once
-        library = os.path.join(cache_dir(), name, name + (".pyd" if os.name == "nt" else ".so"))
-        if reason is None and os.path.exists(library):
-            try:
-                module = _import_library(library, name)
-            except ImportError as error:
-                reason = f"the cached build at {library} does not load: {error}"
-        elif reason is None and not allow_build:
-            return None
-        elif reason is None:
-            logger.info("compiling the %s point-voxel operators into %s (first use only; a minute or two)",
-                        variant, os.path.dirname(library))
-            try:
-                module = build(variant)
-            except RuntimeError as error:
-                reason = str(error)
-        if module is not None:
-            _modules[variant] = module
-            _log_once(variant, "point-voxel operators: compiled kernels for %s tensors (%s)", variant,
-                      os.path.dirname(library))
-        else:
-            _failures[variant] = reason
-            could_run = _why_not_possible(variant) is None
-            _log_once(variant, "point-voxel operators: PyTorch reference for %s tensors, because %s", variant,
-                      reason, level=logging.WARNING if could_run else logging.INFO)
-        return module
+    if not _lock.acquire(blocking=wait):
+        return BUSY
+    try:
+        return _load_locked(variant, allow_build)
+    finally:
+        _lock.release()
+
+
+def _load_locked(variant, allow_build):
+    if variant in _modules or variant in _failures:
+        return _modules.get(variant)
+    reason = _why_not_possible(variant)
+    module = None
+    name = extension_name(variant)  # hashes the sources: once
+    library = os.path.join(cache_dir(), name, name + (".pyd" if os.name == "nt" else ".so"))
+    if reason is None and os.path.exists(library):
+        try:
+            module = _import_library(library, name)
+        except ImportError as error:
+            reason = f"the cached build at {library} does not load: {error}"
+    elif reason is None and not allow_build:
+        return None
+    elif reason is None:
+        logger.info("compiling the %s point-voxel operators into %s (first use only; a minute or two)",
+                    variant, os.path.dirname(library))
+        try:
+            module = build(variant)
+        except RuntimeError as error:
+            reason = str(error)
+    if module is not None:
+        _modules[variant] = module
+        _log_once(variant, "point-voxel operators: compiled kernels for %s tensors (%s)", variant,
+                  os.path.dirname(library))
+    else:
+        _failures[variant] = reason
+        could_run = _why_not_possible(variant) is None
+        _log_once(variant, "point-voxel operators: PyTorch reference for %s tensors, because %s", variant,
+                  reason, level=logging.WARNING if could_run else logging.INFO)
+    return module
 
 
 def _log_once(key, message, *args, level=logging.INFO):
@@ -211,8 +221,11 @@ def implementation_info(load=False):
     """
     info = {"cuda_device": bool(torch.cuda.is_available()), "cache_dir": cache_dir()}
     for variant in VARIANTS:
-        module = _load(variant, allow_build=load)
-        if module is not None:
+        module = _load(variant, allow_build=load, wait=load)
+        if module is BUSY:
+            info[variant] = "reference"
+            info[f"{variant}_reason"] = "being loaded or compiled for a running job (a minute or two, once)"
+        elif module is not None:
             info[variant], info[f"{variant}_reason"] = "compiled", f"compiled kernels loaded from {build_dir(variant)}"
         elif variant in _failures:
             info[variant], info[f"{variant}_reason"] = "reference", _failures[variant]

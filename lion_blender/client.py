@@ -240,7 +240,7 @@ class BackendClient:
             if request is not None and kind != "progress":
                 del connection.pending[request.id]
         if request is None:
-            if kind == "error":
+            if kind in ("error", "protocol_error"):  # about no request of ours: keep it for the panel
                 self.last_error = header.get("message", "")
         elif kind == "progress":
             request.progress = (header.get("step", 0), header.get("total", 0), header.get("stage", ""))

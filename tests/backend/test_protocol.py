@@ -17,7 +17,12 @@ def roundtrip(header, arrays=None):
 
 
 def raw_frame(header_bytes, payload=b""):
-    return struct.pack("<I", len(header_bytes)) + header_bytes + payload
+    """A frame with honest lengths around any header bytes and payload."""
+    return struct.pack("<IQ", len(header_bytes), len(payload)) + header_bytes + payload
+
+
+def raw_json_frame(header, payload=b""):
+    return raw_frame(json.dumps(header).encode(), payload)
 
 
 @pytest.mark.parametrize("dtype", sorted(protocol.ALLOWED_DTYPES))
@@ -77,28 +82,39 @@ def test_truncated_frame_is_a_protocol_error():
             protocol.read_frame(io.BytesIO(frame[:cut]))
 
 
-def test_oversized_header_length_is_refused_without_reading_it():
-    stream = io.BytesIO(struct.pack("<I", protocol.MAX_HEADER_BYTES + 1))
-    with pytest.raises(protocol.ProtocolError, match="exceeds"):
-        protocol.read_frame(stream)
-
-
-def test_oversized_array_declaration_is_refused():
-    header = {"id": 1, "arrays": [{"name": "a", "dtype": "uint8", "shape": [1], "nbytes": protocol.MAX_ARRAY_BYTES + 1}]}
-    with pytest.raises(protocol.ProtocolError, match="over the"):
-        protocol.read_frame(io.BytesIO(raw_frame(json.dumps(header).encode())))
+def test_oversized_frames_are_skipped_and_the_stream_stays_in_step():
+    for header_length, payload_length in [(protocol.MAX_HEADER_BYTES + 1, 0), (2, protocol.MAX_ARRAY_BYTES + 1)]:
+        skipped = struct.pack("<IQ", header_length, payload_length)
+        stream = io.BytesIO(skipped + b"x" * (header_length + payload_length) + protocol.encode_frame({"id": 3}))
+        with pytest.raises(protocol.FrameError, match="over the limits") as info:
+            protocol.read_frame(stream)
+        assert info.value.request_id is None
+        assert protocol.read_frame(stream)[0] == {"id": 3}
 
 
 def test_invalid_json_is_a_frame_error_and_the_stream_stays_in_step():
-    stream = io.BytesIO(raw_frame(b"{not json") + protocol.encode_frame({"id": 9}))
+    stream = io.BytesIO(raw_frame(b"{not json", b"payload the header cannot describe") + protocol.encode_frame({"id": 9}))
     with pytest.raises(protocol.FrameError, match="JSON"):
         protocol.read_frame(stream)
     assert protocol.read_frame(stream)[0] == {"id": 9}
 
 
+@pytest.mark.parametrize("text", [
+    b'{"id": NaN}', b'{"id": 1, "tau": Infinity}', b'{"id": -Infinity}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"id": 1, "seed": ' + b"9" * 5000 + b"}",
+    b'"a string"', b"\xff\xfe", b"",
+])
+def test_headers_json_cannot_hold_are_frame_errors(text):
+    stream = io.BytesIO(raw_frame(text) + protocol.encode_frame({"id": 2}))
+    with pytest.raises(protocol.FrameError):
+        protocol.read_frame(stream)
+    assert protocol.read_frame(stream)[0] == {"id": 2}
+
+
 def test_wrong_array_byte_count_names_the_array_and_keeps_the_stream_in_step():
     descriptor = {"name": "vertices", "dtype": "float32", "shape": [4, 3], "nbytes": 40}
-    bad = raw_frame(json.dumps({"id": 5, "arrays": [descriptor]}).encode(), b"\0" * 40)
+    bad = raw_json_frame({"id": 5, "arrays": [descriptor]}, b"\0" * 40)
     stream = io.BytesIO(bad + protocol.encode_frame({"id": 6}))
     with pytest.raises(protocol.FrameError, match="vertices") as info:
         protocol.read_frame(stream)
@@ -106,18 +122,51 @@ def test_wrong_array_byte_count_names_the_array_and_keeps_the_stream_in_step():
     assert protocol.read_frame(stream)[0] == {"id": 6}
 
 
-@pytest.mark.parametrize("descriptor, message", [
-    ({"name": "a", "dtype": "object", "shape": [1], "nbytes": 8}, "dtype"),
-    ({"name": "a", "dtype": "float32", "shape": [-1], "nbytes": 4}, "shape"),
-    ({"name": "", "dtype": "float32", "shape": [1], "nbytes": 4}, "name"),
+def good(**change):
+    return {"name": "a", "dtype": "float32", "shape": [1], "nbytes": 4, **change}
+
+
+@pytest.mark.parametrize("descriptors, message", [
+    ([good(dtype="object")], "dtype"),
+    ([good(dtype=["float32"])], "dtype"),
+    ([good(shape=[-1])], "shape"),
+    ([good(shape="12")], "shape"),
+    ([good(shape=[1] * 70, nbytes=4)], "shape"),
+    ([good(shape=[2 ** 63, 2 ** 63])], "shape"),
+    ([good(shape=[True])], "shape"),
+    ([good(name="")], "name"),
+    ([good(name=["a"])], "name"),
+    ([good(nbytes=None)], "nbytes"),
+    ([good(nbytes=4.0)], "nbytes"),
+    ([good(nbytes=float("nan"))], "JSON|nbytes"),
+    ([good(), good()], "twice"),
+    ([good()] * (protocol.MAX_ARRAYS + 1), "at most"),
+    (["not a descriptor"], "object"),
+    ("not a list", "list"),
 ])
-def test_invalid_descriptors_are_frame_errors(descriptor, message):
-    frame = raw_frame(json.dumps({"id": 1, "arrays": [descriptor]}).encode(), b"\0" * descriptor["nbytes"])
+def test_invalid_descriptors_are_frame_errors_for_that_request(descriptors, message):
+    payload = b"\0" * 4 * (len(descriptors) if isinstance(descriptors, list) else 1)
+    try:
+        frame = raw_json_frame({"id": 1, "arrays": descriptors}, payload)
+    except ValueError:
+        frame = raw_frame(json.dumps({"id": 1, "arrays": descriptors}, allow_nan=True).encode(), payload)
+    stream = io.BytesIO(frame + protocol.encode_frame({"id": 8}))
     with pytest.raises(protocol.FrameError, match=message):
-        protocol.read_frame(io.BytesIO(frame))
+        protocol.read_frame(stream)
+    assert protocol.read_frame(stream)[0] == {"id": 8}
 
 
-def test_descriptor_without_byte_count_is_a_protocol_error():
-    header = {"id": 1, "arrays": [{"name": "a", "dtype": "float32", "shape": [1]}]}
-    with pytest.raises(protocol.ProtocolError, match="nbytes"):
-        protocol.read_frame(io.BytesIO(raw_frame(json.dumps(header).encode())))
+def test_payload_longer_or_shorter_than_the_arrays_declare_is_refused():
+    for extra in (b"", b"\0" * 8):
+        frame = raw_json_frame({"id": 1, "arrays": [good()]}, b"\0" * 4 + extra) if extra else \
+            raw_json_frame({"id": 1, "arrays": [good(), good(name="b")]}, b"\0" * 4)
+        with pytest.raises(protocol.FrameError, match="follow|nbytes"):
+            protocol.read_frame(io.BytesIO(frame))
+
+
+@pytest.mark.parametrize("value, readable", [
+    (7, True), ("job-1", True), (-3, True), (2 ** 53, False), (True, False), (1.5, False), (None, False),
+    (["a"], False), ({"a": 1}, False), ("x" * 201, False),
+])
+def test_readable_ids(value, readable):
+    assert (protocol.readable_id(value) is not None) == readable

@@ -94,34 +94,69 @@ def test_unknown_op_is_an_error_naming_the_known_ops(server):
     assert_alive(server)
 
 
-def test_request_without_id_is_an_error(server):
-    header, _ = server.ask({"op": "hello"})
-    assert header["type"] == "error" and "id" in header["message"]
+def raw_frame(header_bytes, payload=b""):
+    return struct.pack("<IQ", len(header_bytes), len(payload)) + header_bytes + payload
+
+
+@pytest.mark.parametrize("request_id", [None, float("nan"), float("inf"), [1], {"a": 1}, True, 2 ** 60, "x" * 500])
+def test_request_without_a_usable_id_gets_a_protocol_error_event(server, request_id):
+    body = json.dumps({"op": "hello", **({"id": request_id} if request_id is not None else {})}).encode()
+    server.send_raw(raw_frame(body))
+    header, _ = server.reply()
+    assert header["type"] == "protocol_error" and header["id"] is None and "id" in header["message"]
     assert_alive(server)
 
 
-def test_invalid_json_is_an_error_and_the_server_lives(server):
-    server.send_raw(struct.pack("<I", 9) + b"{not json")
+def test_invalid_json_is_a_protocol_error_and_the_server_lives(server):
+    server.send_raw(raw_frame(b"{not json", b"bytes that follow it"))
     header, _ = server.reply()
-    assert header["type"] == "error" and "JSON" in header["message"]
+    assert header["type"] == "protocol_error" and "JSON" in header["message"]
     assert_alive(server)
 
 
 def test_wrong_array_byte_count_is_an_error_for_that_request(server):
     descriptor = {"name": "vertices", "dtype": "float32", "shape": [10, 3], "nbytes": 12}
-    body = json.dumps({"id": 4, "op": "hello", "arrays": [descriptor]}).encode()
-    server.send_raw(struct.pack("<I", len(body)) + body + b"\0" * 12)
+    server.send_raw(raw_frame(json.dumps({"id": 4, "op": "hello", "arrays": [descriptor]}).encode(), b"\0" * 12))
     header, _ = server.reply()
     assert header["type"] == "error" and header["id"] == 4 and "vertices" in header["message"]
     assert_alive(server)
 
 
-def test_oversized_frame_gets_an_error_then_a_clean_close(server):
-    server.send_raw(struct.pack("<I", protocol.MAX_HEADER_BYTES + 1))
+@pytest.mark.parametrize("fields, message", [
+    ({"op": ["hello"]}, "op"), ({"op": {"a": 1}}, "op"), ({"op": None}, "op"),
+    ({"op": "cancel", "target": ["a"]}, "target"), ({"op": "cancel", "target": {"a": 1}}, "target"),
+    ({"op": "x" * 100_000}, "unknown op"),
+])
+def test_wrong_op_or_target_types_are_errors_for_that_request(server, fields, message):
+    header, _ = server.ask({"id": 11, **fields})
+    assert header["type"] == "error" and header["id"] == 11 and message in header["message"]
+    assert len(header["message"]) < 1000
+    assert_alive(server)
+
+
+def test_oversized_frame_is_skipped_with_a_protocol_error_and_the_server_lives(server):
+    server.send_raw(struct.pack("<IQ", protocol.MAX_HEADER_BYTES + 1, 0) + b" " * (protocol.MAX_HEADER_BYTES + 1))
     header, _ = server.reply()
-    assert header["type"] == "error" and header["code"] == "protocol"
-    assert server.exit_code() == 2
-    assert server.reply() is None
+    assert header["type"] == "protocol_error" and "over the limits" in header["message"]
+    assert_alive(server)
+
+
+def test_hello_is_answered_while_a_job_runs_and_a_duplicate_id_is_refused(server):
+    server.send({"id": "long", "op": "sample", "count": 1, "sampler": "ddpm", "seed": 1})
+    header, _ = server.reply()  # the first step's progress: the job is running
+    assert header["id"] == "long" and header["type"] == "progress", header
+    replies = []
+    server.send({"id": "again", "op": "hello"})
+    server.send({"id": "long", "op": "sample", "count": 1})
+    server.send({"id": "stop", "op": "cancel", "target": "long"})
+    while len([r for r in replies if r["type"] != "progress"]) < 4:
+        replies.append(server.reply()[0])
+    final = [r for r in replies if r["type"] != "progress"]
+    assert [(r["id"], r["type"]) for r in final] == [("again", "result"), ("long", "error"), ("stop", "result"),
+                                                      ("long", "error")]
+    assert "already queued or running" in final[1]["message"]
+    assert final[2]["cancelled"] is True and final[3]["code"] == "cancelled"
+    assert_alive(server)
 
 
 def test_truncated_frame_gets_an_error_then_a_clean_close(server):
