@@ -25,6 +25,7 @@ from backend.config import LionConfig
 
 FORMAT = "lion-blender-checkpoint"
 FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024 * 1024  # a safetensors header: names, shapes, offsets and our metadata
 
 
 @dataclass
@@ -84,11 +85,18 @@ def _read_header(path) -> dict:
         size = int.from_bytes(size_bytes, "little")
         if size > os.path.getsize(path) - 8:
             raise ValueError(f"path {path} is not a safetensors checkpoint (bad header size)")
+        if size > MAX_HEADER_BYTES:
+            raise ValueError(f"path {path} has a {size}-byte header; a checkpoint's is under {MAX_HEADER_BYTES}")
         try:
             header = json.loads(f.read(size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"path {path} is not a safetensors checkpoint ({error})") from error
-    return header.get("__metadata__") or {}
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise ValueError(f"path {path} is not a safetensors checkpoint ({str(error)[:200]})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"path {path} is not a safetensors checkpoint (its header is not a JSON object)")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError(f"path {path} has malformed metadata (safetensors metadata maps names to strings)")
+    return metadata
 
 
 def read_checkpoint_info(path) -> Tuple[LionConfig, dict]:
@@ -98,13 +106,20 @@ def read_checkpoint_info(path) -> Tuple[LionConfig, dict]:
     header = _read_header(path)
     if header.get("format") != FORMAT:
         raise ValueError(f"path {path} is not a LION checkpoint of this project (format {header.get('format')!r})")
-    if int(header.get("format_version", "0")) > FORMAT_VERSION:
-        raise ValueError(f"path {path} has format version {header['format_version']}, newer than {FORMAT_VERSION}")
-    config = LionConfig.from_json(header["config"])
+    version = header.get("format_version", "0")
+    if not version.isdigit():
+        raise ValueError(f"path {path} has an unreadable format version {version[:20]!r}")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(f"path {path} has format version {version}, newer than {FORMAT_VERSION}")
+    if "config" not in header:
+        raise ValueError(f"path {path} is a LION checkpoint without its config")
     try:
+        config = LionConfig.from_json(header["config"])
         metadata = json.loads(header.get("metadata", "{}"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"path {path} has unreadable metadata: {error}") from error
+    except (ValueError, TypeError, RecursionError) as error:  # ValueError: also a config that does not validate
+        raise ValueError(f"path {path} has an unreadable config or metadata: {str(error)[:300]}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"path {path} has metadata that is not a JSON object")
     return config, metadata
 
 

@@ -75,6 +75,7 @@ def hello(params, arrays, context):
     import torch
 
     device = _device()
+    models, skipped = model_store.scan_models()
     return {
         "protocol_version": protocol.PROTOCOL_VERSION,
         "backend_version": backend_version(),
@@ -84,7 +85,8 @@ def hello(params, arrays, context):
         "device": str(device),
         "device_note": _runtime["device_note"],
         "kernels": kernel_info(),
-        "models": model_store.list_models(),
+        "models": models,
+        "skipped_models": skipped,
     }, None
 
 

@@ -18,29 +18,46 @@ def model_folders():
 
 def list_models():
     """[{"name", "path", "categories"}] of the LION checkpoints in the model folders, in search
-    order; "categories" are those its shape prior can be asked for (empty: unconditional).
+    order; "categories" are those its shape prior can be asked for (empty: unconditional)."""
+    return scan_models()[0]
 
-    A file is a LION model when its header says so; SAP networks and other safetensors files
-    in the same folders are skipped.
+
+def scan_models():
+    """(models, skipped): the models as `list_models` gives them, and [{"path", "reason"}] of the
+    files in the model folders that end in .safetensors but cannot be used as a model. Shape As
+    Points networks and other safetensors files of this project are neither: they are passed
+    over in silence. A damaged file is skipped and named; the other models stay usable.
     """
     from backend.checkpoint import read_checkpoint_info
 
-    found, seen = [], set()
+    found, skipped, seen = [], [], set()
     for folder in model_folders():
         if not os.path.isdir(folder):
             continue
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
             stem = name[: -len(MODEL_SUFFIX)]
-            if not name.endswith(MODEL_SUFFIX) or stem in seen:
+            if not name.endswith(MODEL_SUFFIX) or name.endswith(SAP_NETWORK_SUFFIX) or stem in seen:
                 continue
             try:
                 config, _ = read_checkpoint_info(path)
-            except (ValueError, OSError):
+            except (ValueError, OSError) as error:
+                if "is not a LION checkpoint" not in str(error):
+                    skipped.append({"path": path, "reason": str(error)})
+                    _warn_once(path, str(error))
                 continue
             seen.add(stem)
             found.append({"name": stem, "path": path, "categories": list(config.shape_prior.categories)})
-    return found
+    return found, skipped
+
+
+_warned = set()
+
+
+def _warn_once(path, reason):
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("skipping model file %s: %s", path, reason)
 
 
 def resolve_model(name):

@@ -6,6 +6,7 @@ when they arrive, as one undo step. Escape or the panel's Cancel stops it. In ba
 (where timers never fire) and from scripts' `execute`, the same job runs to completion before the
 operator returns.
 """
+import os
 import sys
 
 import bpy
@@ -26,7 +27,8 @@ def describe_hello(hello):
     models = len(hello.get("models", []))
     return (f"LION backend {hello.get('backend_version')} ready on {hello.get('device')}: "
             f"torch {hello.get('torch')}, devices [{devices}], kernels {hello.get('kernels', {}).get('active')}, "
-            f"{models} model(s)")
+            f"{models} model(s)" + "".join(f"; skipped unusable model file {os.path.basename(entry['path'])}: "
+                                           f"{entry['reason']}" for entry in hello.get("skipped_models", [])))
 
 
 def report_backend_error(operator, error):

@@ -3,6 +3,9 @@
 Untrained weights give meaningless shapes but real arrays: these tests check shapes, frames,
 reproducibility, progress, cancel and errors, not quality.
 """
+import os
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +39,17 @@ def rotation_matrix(angle, axis):
     return matrix
 
 
+LION_HEADER = '"format": "lion-blender-checkpoint", "format_version": "1"'
+BROKEN_MODEL_FILES = {  # safetensors headers (JSON) of model files a careless copy or an attacker could leave
+    "metadata-is-a-string": b'{"__metadata__": "a string"}',
+    "metadata-is-a-list": b'{"__metadata__": ["a", "list"]}',
+    "deeply-nested": b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "lion-without-config": ('{"__metadata__": {' + LION_HEADER + '}}').encode(),
+    "lion-with-a-bad-config": ('{"__metadata__": {' + LION_HEADER + ', "config": "[[1]]"}}').encode(),
+    "lion-with-an-empty-config": ('{"__metadata__": {' + LION_HEADER + ', "config": "{}", "metadata": "[]"}}').encode(),
+}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from backend.checkpoint import save_model
@@ -56,6 +70,8 @@ def server(tmp_path_factory):
     categorized = LionModel(config, ShapeBoxNormalization())
     torch.nn.init.normal_(categorized.shape_prior.category_embedding.weight)  # trained ones are not zero
     save_model(str(more / "categorized.safetensors"), categorized)
+    for name, header in BROKEN_MODEL_FILES.items():  # each must be skipped, by name, leaving the rest usable
+        (more / f"{name}.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     process = ServerProcess(tmp_path_factory.mktemp("work"), {"LION_MODEL_DIRS": f"{models}:{more}",
                                                               "OMP_NUM_THREADS": "1"})
     yield process
@@ -85,6 +101,17 @@ def test_hello_lists_the_models_in_search_order(server):
     assert [m["name"] for m in header["models"]] == ["untrained", "categorized", "default"]
     categories = {m["name"]: m["categories"] for m in header["models"]}
     assert categories["untrained"] == [] and categories["categorized"] == ["chair", "table"]
+
+
+def test_hello_names_the_unusable_model_files_it_skipped(server):
+    _, header, _ = ok(server, {"id": 1, "op": "hello"})
+    skipped = {os.path.basename(entry["path"]): entry["reason"] for entry in header["skipped_models"]}
+    assert set(skipped) == {f"{name}.safetensors" for name in BROKEN_MODEL_FILES}
+    assert "malformed metadata" in skipped["metadata-is-a-string.safetensors"]
+    assert "without its config" in skipped["lion-without-config.safetensors"]
+    _, header, _ = ok(server, {"id": 2, "op": "load_model", "model": "categorized"})
+    _, header, _ = run(server, {"id": 3, "op": "load_model", "model": "metadata-is-a-list"})
+    assert header["code"] == "bad_request" and "Unknown model" in header["message"]
 
 
 def test_sample_by_category_with_guidance(server):
