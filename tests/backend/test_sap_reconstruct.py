@@ -134,3 +134,18 @@ def test_the_solver_runs_on_cuda_with_the_same_mesh():
     on_cpu = reconstruct(points, resolution=128)
     on_cuda = reconstruct(points, resolution=128, device="cuda")
     assert on_cuda.is_watertight and on_cuda.volume == pytest.approx(on_cpu.volume, rel=1e-3)
+
+
+def test_a_cloud_over_the_point_budget_is_reconstructed_from_a_fixed_subset(monkeypatch):
+    from backend.sap import reconstruct as module
+
+    monkeypatch.setattr(module, "MAX_POINTS", 800)
+    rng = np.random.default_rng(3)
+    points = rng.standard_normal((5000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    subset = module.subsample(points)
+    assert subset.shape == (800, 3) and np.array_equal(subset, module.subsample(points))
+    assert np.array_equal(module.subsample(points[:800]), points[:800])
+    whole, reduced = reconstruct(points, resolution=32), reconstruct(subset, resolution=32)
+    np.testing.assert_array_equal(whole.vertices, reduced.vertices)
+    np.testing.assert_array_equal(whole.faces, reduced.faces)
