@@ -109,7 +109,9 @@ def shape_points(vertices, faces=None, count=2048, seed=0):
             raise GeometryError("the mesh has no faces and too few vertices to use as points")
         rng = np.random.default_rng(seed)
         chosen = rng.permutation(len(vertices))[:count] if len(vertices) >= count else rng.integers(0, len(vertices), count)
-        return vertices[chosen]
+        points = vertices[chosen]
+        _refuse_lines(points)
+        return points
     faces = np.asarray(faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
         raise GeometryError(f"faces must be integers of shape [F, 3], got {faces.dtype} {list(faces.shape)}")
@@ -120,6 +122,16 @@ def shape_points(vertices, faces=None, count=2048, seed=0):
         return sample_surface_points(vertices, faces, count, seed=seed).astype(np.float64)
     except ValueError as error:
         raise GeometryError(str(error)) from None
+
+
+def _refuse_lines(points):
+    """A shape given as points must spread over a surface at least: points that all lie on one
+    line (two vertices, an edge loop along an axis) describe no shape the model can follow."""
+    centered = points - points.mean(axis=0)
+    spread = np.linalg.svd(centered, compute_uv=False)
+    if not spread[1] > 1e-6 * max(spread[0], 1e-300):
+        raise GeometryError(f"the {len(np.unique(points, axis=0))} distinct points lie on one line: "
+                            "there is no shape to follow (use a mesh with faces, or more points)")
 
 
 def _validate_matrix(matrix):

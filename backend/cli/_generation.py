@@ -30,21 +30,24 @@ def common_params(args):
 
 
 def read_shape(path):
-    """(vertices float32 [V, 3], faces int32 [F, 3] or None) from a mesh or point file."""
+    """(vertices float64 [V, 3], faces int32 [F, 3] or None) from a mesh or point file, as the
+    file has them: float64, so that a shape far from the origin keeps its detail, and not
+    cleaned up by trimesh, so that the backend sees (and refuses, by name) NaN vertices instead
+    of faces silently dropped."""
     import trimesh
 
     if not os.path.isfile(path):
         raise ValueError(f"input file not found: {path}")
     if path.lower().endswith(".npy"):
-        return np.load(path, allow_pickle=False).astype(np.float32), None
-    geometry = trimesh.load(path)
+        return np.load(path, allow_pickle=False).astype(np.float64), None
+    geometry = trimesh.load(path, process=False)
     if isinstance(geometry, trimesh.Scene):
         if not geometry.geometry:
             raise ValueError(f"{path} holds no geometry")
         geometry = geometry.to_geometry()
     faces = getattr(geometry, "faces", None)
     faces = np.asarray(faces, np.int32) if faces is not None and len(faces) else None
-    return np.asarray(geometry.vertices, np.float32), faces
+    return np.asarray(geometry.vertices, np.float64), faces
 
 
 class _Progress:

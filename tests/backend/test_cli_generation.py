@@ -64,6 +64,25 @@ def test_bad_input_is_a_clear_error(model_dir, tmp_path):
     assert result.returncode == 2 and "NaN" in result.stderr
     result = backend_command("sample", "-o", tmp_path / "s.txt", "--model-dir", model_dir)
     assert result.returncode == 2 and "--out" in result.stderr
+    # A mesh file with one NaN vertex: refused by name, not silently repaired by dropping faces.
+    obj = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv nan 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n"
+    (tmp_path / "nan.obj").write_text(obj)
+    result = backend_command("variations", tmp_path / "nan.obj", "-o", tmp_path / "v.npy", "--model-dir", model_dir)
+    assert result.returncode == 2 and "1 of the vertices are NaN" in result.stderr, result.stderr
+
+
+def test_the_cli_reads_shapes_in_float64():
+    from backend.cli._generation import read_shape
+
+    far = np.array([[1e8, 0, 0], [1e8 + 1, 0, 0], [1e8, 1, 0], [1e8, 0, 1]])
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"far-{os.getpid()}.obj")
+    try:
+        with open(path, "w") as f:
+            f.write("".join(f"v {x:.17g} {y:.17g} {z:.17g}\n" for x, y, z in far) + "f 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+        vertices, faces = read_shape(path)
+    finally:
+        os.remove(path)
+    assert vertices.dtype == np.float64 and np.array_equal(vertices, far) and faces.shape == (4, 3)
 
 
 def test_sample_by_category_from_the_command_line(tmp_path):

@@ -71,3 +71,13 @@ def test_shape_points_sample_surfaces_or_resample_point_clouds():
     cloud = shape_points(np.random.default_rng(0).random((10, 3)), None, count=50, seed=0)
     assert cloud.shape == (50, 3)
     np.testing.assert_array_equal(shape_points(vertices, np.array([[0, 1, 2]]), 100, seed=0), on_triangle)
+
+
+@pytest.mark.parametrize("vertices", [
+    np.array([[0, 0, 0], [1, 0, 0]]),  # a 2-vertex edge
+    np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3.0]]),  # points on one line
+    np.ones((50, 3)),
+])
+def test_points_that_lie_on_one_line_are_no_shape(vertices):
+    with pytest.raises(GeometryError, match="one line"):
+        shape_points(vertices, None, count=64, seed=0)
