@@ -52,6 +52,9 @@ VARIATION_TAU = 300  # the add-on's default similarity (0.7) as a diffusion step
 # and not shipped"): 9000 more prior steps improved the h0 prior alone (0.140 -> 0.117) and
 # 1-NNA-CD (88.3% -> 86.7%) but broke the interpolation test and lost a category from
 # unconditional samples. The run is deterministic (seed 0): change a setting before running again.
+# After round 4, noisy latent points (config.vae.latent_point_noise 0.1 and 0.2, decoder and priors)
+# and classifier-free guidance on z0 for the h0 prior were ablated and did not help (model card:
+# "What did not help"): the h0 prior misplaces parts, which neither the decoder nor guidance fixes.
 # Round 4 (like round 3) keeps round 2's VAE (its latents carry the shape: see the card) and its
 # voxel-guide encoder, and continues the priors with round 3's settings: the h0 prior is
 # underfit (round 3's card: it alone decodes 0.140 from the shape where the VAE's error is
