@@ -7,6 +7,7 @@ thread; stderr is drained on another and its tail kept for error reports.
 import collections
 import itertools
 import os
+import re
 import subprocess
 import threading
 
@@ -225,8 +226,10 @@ class BackendClient:
             code = process.wait()
         connection.stderr_closed.wait(timeout=2)  # its last lines say most about a death
         tail = "\n".join(connection.stderr_tail)
-        if "No module named 'torch'" in tail:
-            reason = (f"The backend Python {self.python} has no PyTorch. Choose an environment with torch "
+        missing = re.search(r"No module named '([A-Za-z0-9_]+)", tail)
+        if missing:
+            reason = (f"The backend Python {self.python} lacks the package {missing.group(1)!r} (it needs torch, "
+                      "numpy and the rest of requirements/backend.txt). Choose an environment that has them "
                       "in the add-on preferences (python3 build.py setup makes one).")
         message = f"{reason or f'The backend stopped unexpectedly (exit code {code}).'}\n{tail}".strip()
         if connection is self._connection:  # not a stop() we asked for

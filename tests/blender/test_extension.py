@@ -80,7 +80,7 @@ def test_backend_python_without_torch_is_reported_clearly(addon, backend_python)
     prefs = blender_harness.addon_preferences()
     prefs.backend_python = sys.executable  # Blender's own environment: no torch, as intended
     try:
-        with pytest.raises(RuntimeError, match="has no PyTorch"):
+        with pytest.raises(RuntimeError, match="lacks the package .torch."):
             bpy.ops.lion.backend_connect()
     finally:
         prefs.backend_python = backend_python

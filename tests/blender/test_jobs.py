@@ -174,7 +174,7 @@ def test_backend_python_without_torch_fails_the_action_clearly(lion, scene, back
     prefs = blender_harness.addon_preferences()
     prefs.backend_python = sys.executable  # Blender's own environment: no torch
     try:
-        with pytest.raises(RuntimeError, match="has no PyTorch"):
+        with pytest.raises(RuntimeError, match="lacks the package .torch."):
             bpy.ops.lion.generate(count=1, steps=2)
     finally:
         prefs.backend_python = backend_python
