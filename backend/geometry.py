@@ -129,7 +129,9 @@ def _refuse_lines(points):
     line (two vertices, an edge loop along an axis) describe no shape the model can follow."""
     centered = points - points.mean(axis=0)
     spread = np.linalg.svd(centered, compute_uv=False)
-    if not spread[1] > 1e-6 * max(spread[0], 1e-300):
+    if spread[0] == 0:
+        return  # all one point: ShapeFrame.fit says the shape has no size
+    if not spread[1] > 1e-6 * spread[0]:
         raise GeometryError(f"the {len(np.unique(points, axis=0))} distinct points lie on one line: "
                             "there is no shape to follow (use a mesh with faces, or more points)")
 

@@ -91,22 +91,27 @@ def write_frame(stream, header, arrays=None):
     stream.flush()
 
 
-def read_frame(stream):
+def read_frame(stream, skip_oversized=True):
     """Read one frame from a binary stream; return (header, arrays) or None at a clean end.
 
     Raises ProtocolError when the stream ends mid-frame (nothing more can be read), and
     FrameError when a complete frame is unusable: oversized (skipped unread), a header that is
     not a JSON object, arrays declared wrongly. The stream is then still in step: the next
     frame can be read. FrameError.request_id is the header's id when one could be read.
+    Without `skip_oversized` (a reader that trusts no oversized frame: the add-on reading its
+    own backend), an oversized frame is a ProtocolError at once, nothing of it read.
     """
     prefix = _read_exactly(stream, _PREFIX.size, allow_eof=True)
     if prefix is None:
         return None
     header_length, payload_length = _PREFIX.unpack(prefix)
     if header_length > MAX_HEADER_BYTES or payload_length > MAX_ARRAY_BYTES:
+        sizes = (f"frame of {header_length} header bytes and {payload_length} array bytes is over the "
+                 f"limits ({MAX_HEADER_BYTES} and {MAX_ARRAY_BYTES})")
+        if not skip_oversized:
+            raise ProtocolError(sizes)
         _skip(stream, header_length + payload_length)
-        raise FrameError(f"frame of {header_length} header bytes and {payload_length} array bytes is over the "
-                         f"limits ({MAX_HEADER_BYTES} and {MAX_ARRAY_BYTES}); it was skipped")
+        raise FrameError(f"{sizes}; it was skipped")
     body = _read_exactly(stream, header_length)
     payload = _read_exactly(stream, payload_length)
     header = _parse_header(body)

@@ -210,7 +210,7 @@ class BackendClient:
         reason = ""
         while True:
             try:
-                frame = protocol.read_frame(connection.process.stdout)
+                frame = protocol.read_frame(connection.process.stdout, skip_oversized=False)
             except (protocol.ProtocolError, protocol.FrameError, OSError, ValueError) as exc:
                 frame, reason = None, f"Unreadable reply from the backend: {exc}"
             if frame is None:

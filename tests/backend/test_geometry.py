@@ -76,7 +76,6 @@ def test_shape_points_sample_surfaces_or_resample_point_clouds():
 @pytest.mark.parametrize("vertices", [
     np.array([[0, 0, 0], [1, 0, 0]]),  # a 2-vertex edge
     np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3.0]]),  # points on one line
-    np.ones((50, 3)),
 ])
 def test_points_that_lie_on_one_line_are_no_shape(vertices):
     with pytest.raises(GeometryError, match="one line"):

@@ -170,3 +170,10 @@ def test_payload_longer_or_shorter_than_the_arrays_declare_is_refused():
 ])
 def test_readable_ids(value, readable):
     assert (protocol.readable_id(value) is not None) == readable
+
+
+def test_a_reader_that_skips_nothing_refuses_an_oversized_frame_at_once():
+    stream = io.BytesIO(struct.pack("<IQ", protocol.MAX_HEADER_BYTES + 1, 0) + b"garbage")
+    with pytest.raises(protocol.ProtocolError, match="over the limits"):
+        protocol.read_frame(stream, skip_oversized=False)
+    assert stream.tell() == 12, "nothing past the lengths was read"
