@@ -120,13 +120,12 @@ class Server:
                 refusal = (f"busy: {queued} requests are waiting or running (at most {MAX_QUEUED_JOBS} wait, "
                            f"with {MAX_QUEUED_BYTES // 2**20} MB of arrays); try again when they finish")
             else:
-                refusal = None
+                refusal, job.size = None, size
                 self._pending[job.request_id] = job
                 self._queued_bytes += size
         if refusal:
             self._refuse(job.request_id, refusal)
         else:
-            job.size = size
             self._jobs.put(job)
 
     def _work(self):

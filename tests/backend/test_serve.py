@@ -177,3 +177,24 @@ def test_large_request_is_read_whole(server):
     vertices = np.random.default_rng(0).standard_normal((1_500_000, 3)).astype(np.float32)  # 18 MB
     header, _ = server.ask({"id": 7, "op": "hello"}, {"vertices": vertices})
     assert header["type"] == "result" and header["id"] == 7
+
+
+def test_the_queue_is_bounded_and_a_flood_is_refused_as_busy(server):
+    from backend.serve import MAX_QUEUED_JOBS
+
+    server.send({"id": "long", "op": "sample", "count": 1, "sampler": "ddpm"})
+    header, _ = server.reply()
+    assert header["id"] == "long" and header["type"] == "progress", header
+    for i in range(MAX_QUEUED_JOBS + 1):
+        server.send({"id": f"waiting-{i}", "op": "load_model", "model": "default"})
+    server.send({"id": "stop", "op": "cancel"})
+    final = {}
+    while len(final) < MAX_QUEUED_JOBS + 3:
+        header, _ = server.reply()
+        if header["type"] != "progress":
+            final[header["id"]] = header
+    last = final[f"waiting-{MAX_QUEUED_JOBS}"]
+    assert last["type"] == "error" and last["message"].startswith("busy"), last
+    assert all(final[f"waiting-{i}"]["code"] == "cancelled" for i in range(MAX_QUEUED_JOBS))
+    assert final["long"]["code"] == "cancelled" and final["stop"]["cancelled"] is True
+    assert_alive(server)
