@@ -28,6 +28,10 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a safetensors header: names, shapes, offsets and our metadata
 
 
+class NotALionCheckpoint(ValueError):
+    """The file is some other safetensors file (a Shape As Points network, say), not a LION model."""
+
+
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns: tensors by name, the config and the metadata dict."""
@@ -105,7 +109,7 @@ def read_checkpoint_info(path) -> Tuple[LionConfig, dict]:
         raise ValueError(f"path {path} does not exist or is not a file")
     header = _read_header(path)
     if header.get("format") != FORMAT:
-        raise ValueError(f"path {path} is not a LION checkpoint of this project (format {header.get('format')!r})")
+        raise NotALionCheckpoint(f"path {path} is not a LION checkpoint of this project (format {header.get('format')!r})")
     version = header.get("format_version", "0")
     if not version.isdigit():
         raise ValueError(f"path {path} has an unreadable format version {version[:20]!r}")

@@ -28,7 +28,7 @@ def scan_models():
     Points networks and other safetensors files of this project are neither: they are passed
     over in silence. A damaged file is skipped and named; the other models stay usable.
     """
-    from backend.checkpoint import read_checkpoint_info
+    from backend.checkpoint import NotALionCheckpoint, read_checkpoint_info
 
     found, skipped, seen = [], [], set()
     for folder in model_folders():
@@ -41,10 +41,11 @@ def scan_models():
                 continue
             try:
                 config, _ = read_checkpoint_info(path)
+            except NotALionCheckpoint:
+                continue
             except (ValueError, OSError) as error:
-                if "is not a LION checkpoint" not in str(error):
-                    skipped.append({"path": path, "reason": str(error)})
-                    _warn_once(path, str(error))
+                skipped.append({"path": path, "reason": str(error)})
+                _warn_once(path, str(error))
                 continue
             seen.add(stem)
             found.append({"name": stem, "path": path, "categories": list(config.shape_prior.categories)})

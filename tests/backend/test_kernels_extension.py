@@ -97,3 +97,12 @@ def test_build_without_cuda_pytorch_says_why():
         pytest.skip("this PyTorch has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA support"):
         extension.build("cuda")
+
+
+def test_info_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
+    from kernels import extension
+
+    monkeypatch.setattr(extension, "_modules", {})  # nothing loaded yet in this process
+    with extension._lock:  # held as a compiling job would hold it
+        info = extension.implementation_info()
+    assert info["cpu"] == "reference" and "being loaded or compiled" in info["cpu_reason"]
