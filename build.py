@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Task runner for LION for Blender (stdlib only; runs on the system python3).
 
-    python3 build.py setup     make .venv (backend: torch, ...) and .venv-blender (bpy 4.5)
+    python3 build.py setup     make .venv (backend: torch, ...) and one environment per tested Blender
     python3 build.py build     the extension zip in dist/, validated by Blender's own tool
     python3 build.py kernels   compile the point-voxel operators (CPU; CUDA where torch has it)
     python3 build.py test      setup, build, then every test suite
@@ -22,8 +22,15 @@ import venv
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 BACKEND_VENV = os.path.join(ROOT, ".venv")
-BLENDER_VENV = os.path.join(ROOT, ".venv-blender")
 BACKEND_PYTHON = os.path.join(BACKEND_VENV, "bin", "python")
+# Every Blender the add-on is tested on, as the `bpy` module from PyPI, each in its own
+# environment: (version, environment, requirements file). The first builds the extension and
+# runs the demo; the add-on's test suite runs on each, and each one's own tool validates the zip.
+BLENDERS = [
+    ("4.5", os.path.join(ROOT, ".venv-blender"), "blender.txt"),
+    ("5.0", os.path.join(ROOT, ".venv-blender-5.0"), "blender-5.0.txt"),
+]
+BLENDER_VENV = BLENDERS[0][1]
 BLENDER_PYTHON = os.path.join(BLENDER_VENV, "bin", "python")
 STAGE_DIR = os.path.join(ROOT, "build", "lion_blender")
 DIST_DIR = os.path.join(ROOT, "dist")
@@ -93,8 +100,10 @@ def setup():
     requirements = os.path.join(ROOT, "requirements")
     keep_cuda = os.path.isfile(BACKEND_PYTHON) and has_nvidia_gpu() and installed_torch_is_cuda(BACKEND_PYTHON)
     make_venv(BACKEND_VENV, os.path.join(requirements, "backend.txt"), "keep-cuda-torch" if keep_cuda else "")
-    make_venv(BLENDER_VENV, os.path.join(requirements, "blender.txt"))
-    log("environments ready: .venv (backend), .venv-blender (Blender as a module)")
+    for version, path, requirements_file in BLENDERS:
+        make_venv(path, os.path.join(requirements, requirements_file))
+    log("environments ready: .venv (backend), " + ", ".join(
+        f"{os.path.basename(path)} (Blender {version})" for version, path, _ in BLENDERS))
     # A no-op when the build is current. Without a C++ compiler the backend runs the PyTorch
     # reference operators (slower, same results) and says so in `hello`.
     if run([BACKEND_PYTHON, "-m", "kernels.compile", "--cpu"]).returncode != 0:
@@ -103,12 +112,22 @@ def setup():
 
 # -- build -------------------------------------------------------------------------------------
 
-def blender_ext_tool():
-    """Blender's own extension tool, shipped inside the bpy package."""
+def blender_python(venv_path):
+    return os.path.join(venv_path, "bin", "python")
+
+
+def blender_ext_tool(python):
+    """Blender's own extension tool, shipped inside that Blender's bpy package (under its
+    version folder, "4.5" or "5.0")."""
     # find_spec locates the bpy package without starting Blender.
     probe = "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('bpy').origin))"
-    bpy_dir = subprocess.run([BLENDER_PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(bpy_dir, "4.5", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+    bpy_dir = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    tail = os.path.join("scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+    found = [os.path.join(bpy_dir, name, tail) for name in sorted(os.listdir(bpy_dir))
+             if os.path.isfile(os.path.join(bpy_dir, name, tail))]
+    if len(found) != 1:
+        sys.exit(f"[build.py] expected one blender_ext.py in {bpy_dir}, found {found}")
+    return found[0]
 
 
 def git_commit():
@@ -141,11 +160,12 @@ def build():
     """Build and validate the extension zip; return its path."""
     stage()
     os.makedirs(DIST_DIR, exist_ok=True)
-    tool = blender_ext_tool()
-    check([BLENDER_PYTHON, tool, "build", "--source-dir", STAGE_DIR, "--output-dir", DIST_DIR])
+    check([BLENDER_PYTHON, blender_ext_tool(BLENDER_PYTHON), "build", "--source-dir", STAGE_DIR, "--output-dir", DIST_DIR])
     zips = [f for f in os.listdir(DIST_DIR) if f.startswith("lion_blender-") and f.endswith(".zip")]
     path = os.path.join(DIST_DIR, max(zips, key=lambda f: os.path.getmtime(os.path.join(DIST_DIR, f))))
-    check([BLENDER_PYTHON, tool, "validate", path])
+    for _, venv_path, _ in BLENDERS:
+        python = blender_python(venv_path)
+        check([python, blender_ext_tool(python), "validate", path])
     log(f"extension: {os.path.relpath(path, ROOT)}")
     return path
 
@@ -170,10 +190,9 @@ def cmd_test(args):
     setup()
     zip_path = build()
     env = dict(os.environ, LION_EXTENSION_ZIP=zip_path, LION_BACKEND_PYTHON=BACKEND_PYTHON)
-    suites = [
-        ("backend", [BACKEND_PYTHON, "-m", "pytest", "tests/backend", *args]),
-        ("blender", [BLENDER_PYTHON, "-m", "pytest", "tests/blender", *args]),
-    ]
+    suites = [("backend", [BACKEND_PYTHON, "-m", "pytest", "tests/backend", *args])]
+    suites += [(f"blender {version}", [blender_python(path), "-m", "pytest", "tests/blender", *args])
+               for version, path, _ in BLENDERS]
     failed = [name for name, command in suites if run(command, env=env).returncode != 0]
     if failed:
         sys.exit(f"[build.py] test suites failed: {', '.join(failed)}")

@@ -269,10 +269,27 @@ def bake_interpolation(obj, frame_start, frame_end):
     for frame, value in ((frame_start, 0.0), (frame_end, 1.0)):
         obj[BLEND_PROPERTY] = value
         obj.keyframe_insert(path, frame=frame)
-    for curve in obj.animation_data.action.fcurves:
+    for curve in animated_fcurves(obj.animation_data):
         if curve.data_path == path:
             for point in curve.keyframe_points:
                 point.interpolation = "LINEAR"
+
+
+def animated_fcurves(animation_data):
+    """The F-curves that drive this animation data's owner. Layered actions (Blender 4.4 on;
+    the only kind in 5.x, where `Action.fcurves` is gone) keep them in the channel bag of the
+    owner's slot; older actions hold them directly. Chosen by what the API offers."""
+    action = animation_data.action
+    slot = getattr(animation_data, "action_slot", None)
+    if slot is None or not hasattr(action, "layers"):
+        return list(action.fcurves)
+    curves = []
+    for layer in action.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(slot)
+            if bag is not None:
+                curves.extend(bag.fcurves)
+    return curves
 
 
 def start_regenerate_region(context, settings):
