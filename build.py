@@ -29,6 +29,7 @@ BACKEND_PYTHON = os.path.join(BACKEND_VENV, "bin", "python")
 BLENDERS = [
     ("4.5", os.path.join(ROOT, ".venv-blender"), "blender.txt"),
     ("5.0", os.path.join(ROOT, ".venv-blender-5.0"), "blender-5.0.txt"),
+    ("4.2", os.path.join(ROOT, ".venv-blender-4.2"), "blender-4.2.txt"),
 ]
 BLENDER_VENV = BLENDERS[0][1]
 BLENDER_PYTHON = os.path.join(BLENDER_VENV, "bin", "python")
