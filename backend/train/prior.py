@@ -26,7 +26,8 @@ last stage, whose new weights start at zero).
 (from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
 need is what a short CPU run learns last.
 
-Each prior has its own Adam optimizer; an exponential moving average of both (with warm-up,
+Each prior has its own Adam optimizer (--lr-decay cosine lets the rates fall to 0 by the last
+step: the annealing a continued round ends on); an exponential moving average of both (with warm-up,
 runtime.EMA) is what the saved model carries. The data normalization is the VAE's.
 """
 import argparse
@@ -188,6 +189,8 @@ def parse_arguments(argv):
     parser.add_argument("--shape-steps-per-step", type=int, default=4, help="z0 prior updates per step")
     parser.add_argument("--shape-batch-size", type=int, default=64, help="z0 samples per z0 prior update")
     parser.add_argument("--shape-lr", type=float, help="z0 prior learning rate (default: --lr)")
+    parser.add_argument("--lr-decay", choices=("constant", "cosine"), default="constant",
+                        help="both priors' learning rates: constant, or falling to 0 at --steps along half a cosine")
     parser.add_argument("--low-t-share", type=float, default=0.0,
                         help="h0 prior: share of examples at low noise, steps 1..--low-t-max (default 0: uniform)")
     parser.add_argument("--low-t-max", type=int, default=400, help="h0 prior: the highest low-noise step")
@@ -223,6 +226,9 @@ def main(argv=None):
         "shape": torch.optim.Adam(_groups(model.shape_prior, args.shape_lr or lr, args.mixing_logit_lr_scale)),
         "points": torch.optim.Adam(_groups(model.point_prior, lr, args.mixing_logit_lr_scale)),
     }
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
     ema = runtime.EMA(priors, args.ema)
     rows = encodings["z"].shape[0]
 
@@ -244,8 +250,12 @@ def main(argv=None):
     def train_step(step):
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
+        factor = runtime.lr_factor(args.lr_decay, step, args.steps)
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
         device = dist.device
-        scalars = {}
+        scalars = {"lr_factor": factor}
         for _ in range(args.shape_steps_per_step):
             chosen = take(generator, args.shape_batch_size)
             z0 = sample_gaussian(encodings["z_mean"][chosen], encodings["z_log_sigma"][chosen], generator).to(device)

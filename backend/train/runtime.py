@@ -156,6 +156,17 @@ class StopRequest:
         return bool(flag.item())
 
 
+def lr_factor(decay: str, step: int, total: int) -> float:
+    """The learning rate of 0-based step `step` of `total`, over the base rate: 1 throughout
+    ("constant"), or from 1 down to 0 along half a cosine ("cosine"). A function of the step
+    alone, so a resumed run continues on the same curve."""
+    if decay == "constant":
+        return 1.0
+    if decay == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    raise ValueError(f"decay must be 'constant' or 'cosine', got {decay!r}")
+
+
 def run_steps(args, dist, run_log, step, train_step, checkpoint):
     """The loop every stage shares: `train_step(step) -> scalars` until args.steps, with
     `checkpoint(step)` every args.checkpoint_every steps, at the end, and when asked to stop.

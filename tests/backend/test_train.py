@@ -1,5 +1,6 @@
 """Training stages as a user runs them: real processes, exact resume, and torchrun with gloo."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -116,7 +117,9 @@ def test_prior_stage_resumes_exactly(tmp_path, trained_vae):
     whole = check_interrupted_then_resumed_equals_uninterrupted(
         "prior", tmp_path, "--vae", str(trained_vae), "--prediction", "mixed", "--mixing-logit-init", "-3",
         "--mixing-logit-lr-scale", "10", "--class-conditional", "--shape-steps-per-step", "2",
-        "--encodings-per-shape", "2", steps=60)
+        "--encodings-per-shape", "2", "--lr-decay", "cosine", steps=60)
+    factors = [entry["lr_factor"] for entry in logged_steps(whole) if "lr_factor" in entry]
+    assert factors == pytest.approx([0.5 * (1 + math.cos(math.pi * step / 60)) for step in range(60)])
     from backend.checkpoint import load_model
 
     model, metadata = load_model(whole / "model.safetensors")
