@@ -16,81 +16,13 @@ from mathutils import Matrix
 
 from . import jobs, mesh_io, voxel_guide
 from .jobs import Task
+from .layout import (LAYOUT_GAP, Source, generation_params, layout_offsets, model_frame, point_radius,
+                     result_properties, shape_arrays, tau_from_similarity, transform, translation)
 from .mesh_io import SelectionError
 from .preferences import backend_client
 
-DIFFUSION_STEPS = 1000  # T of every LION model (DESIGN.md §4); similarity maps onto 1..T
 BLEND_PROPERTY = "lion_blend"
 VOXEL_SIZE, VOXEL_ORIGIN, VOXEL_RESOLUTION = "lion_voxel_size", "lion_voxel_origin", "lion_voxel_resolution"
-
-# LION models are trained Y-up (ShapeNet's convention, and our procedural data's); Blender is
-# Z-up. The backend works in the frame of the matrix it is sent, so sending
-# matrix_world @ BLENDER_FROM_MODEL shows it an upright object upright: model (x, y, z) is
-# Blender (x, -z, y), i.e. model up (+y) is Blender up (+z), model front (+z) Blender front (-y).
-BLENDER_FROM_MODEL = np.array([[1.0, 0.0, 0.0, 0.0],
-                               [0.0, 0.0, -1.0, 0.0],
-                               [0.0, 1.0, 0.0, 0.0],
-                               [0.0, 0.0, 0.0, 1.0]])
-
-
-def model_frame(matrix_world):
-    """The matrix sent to the backend for an object with `matrix_world`: float64 [4, 4]."""
-    return np.asarray(matrix_world, np.float64) @ BLENDER_FROM_MODEL
-
-
-def tau_from_similarity(similarity):
-    """Diffusion step τ (1..T) for a similarity in [0, 1]: 1 keeps the input, 0 starts afresh."""
-    if not 0.0 <= similarity <= 1.0:
-        raise ValueError(f"similarity must lie in [0, 1], got {similarity!r}")
-    return int(min(DIFFUSION_STEPS, max(1, round((1.0 - similarity) * DIFFUSION_STEPS))))
-
-
-class Source:
-    """Where the results of one input go: beside it, in its frame (no bpy object kept, so the
-    artist may delete or rename the input while the job runs)."""
-
-    def __init__(self, name, matrix, world_points):
-        self.name = name
-        self.matrix = matrix  # float64 [4, 4], the input's matrix_world
-        low, high = world_points.min(axis=0), world_points.max(axis=0)
-        self.width = float(high[0] - low[0])
-
-    def result_matrix(self, offset):
-        """The input's frame moved by the world-space `offset` float [3]: float64 [4, 4]."""
-        matrix = self.frame()
-        matrix[:3, 3] += offset
-        return matrix
-
-    def frame(self):
-        """The input's matrix, with world axes in place of a flattened (singular) one."""
-        matrix = self.matrix.copy()
-        if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
-            matrix[:3, :3] = np.eye(3)
-        return matrix
-
-    def to_local(self, world_points):
-        """World points float [P, 3] at the input, in its frame: float32 [P, 3]. An object with
-        these coordinates and `result_matrix(offset)` shows them moved by `offset`."""
-        return mesh_io.transform(world_points, np.linalg.inv(self.frame())).astype(np.float32)
-
-
-def _generation_params(settings):
-    params = {"seed": int(settings.seed), "steps": int(settings.steps), "output": settings.output.lower()}
-    if settings.model:
-        params["model"] = settings.model
-    return params
-
-
-def _properties(op, header, settings, tau=None, source=""):
-    properties = {"op": op, "seed": int(header.get("seed", settings.seed)),
-                  "steps": int(header.get("steps", settings.steps)), "model": str(header.get("model", settings.model))}
-    if tau is not None:
-        properties["tau"] = int(header.get("tau", tau))
-    if "category" in header:
-        properties["category"] = str(header["category"])
-    if source:
-        properties["source"] = source
-    return properties
 
 
 def _start(label, context, tasks, finish):
@@ -117,7 +49,7 @@ def _create_results(context, header, arrays, source, name, properties, first_off
     """Objects for the `points` [K, N, 3] (or meshes) of one reply, laid out beside `source`."""
     collection = mesh_io.results_collection(context.scene)
     points = arrays["points"]
-    offsets = mesh_io.layout_offsets(source.width, len(points), start=first_offset)
+    offsets = layout_offsets(source.width, len(points), start=first_offset)
     created = []
     for index, offset in enumerate(offsets):
         matrix = source.result_matrix(offset)
@@ -130,7 +62,7 @@ def _create_results(context, header, arrays, source, name, properties, first_off
             local = source.to_local(points[index])
             obj = mesh_io.add_object(label, mesh_io.new_points_mesh(label, local), collection, Matrix(matrix),
                                      properties)
-            mesh_io.show_as_points(obj, mesh_io.point_radius(local))
+            mesh_io.show_as_points(obj, point_radius(local))
             created.append(obj)
     return created
 
@@ -155,31 +87,24 @@ def read_shape(obj, depsgraph):
     return mesh_io.read_evaluated_mesh(obj, depsgraph)
 
 
-def _shape_arrays(vertices, faces, matrix, suffix=""):
-    arrays = {f"vertices{suffix}": vertices, f"matrix{suffix}": model_frame(matrix)}
-    if len(faces):
-        arrays[f"faces{suffix}"] = faces
-    return arrays
-
-
 # -- the actions -------------------------------------------------------------------------------------
 
 def start_generate(context, settings):
     """`settings.count` fresh shapes at the 3D cursor, `settings.size` half-extent each."""
     size = float(settings.size)
     cursor = np.array(context.scene.cursor.location, dtype=np.float64)
-    params = {**_generation_params(settings), "count": int(settings.count), "size": size}
+    params = {**generation_params(settings), "count": int(settings.count), "size": size}
     category = getattr(settings, "category", "any")  # callers without a category setting mean any
     if category and category != "any":
         params.update(category=str(category), guidance=float(settings.guidance))
-    source = Source("LION Sample", _translation(cursor), np.array([[-size] * 3, [size] * 3]))
-    arrays = {"matrix": model_frame(_translation(cursor))}  # upright, at the cursor
+    source = Source("LION Sample", translation(cursor), np.array([[-size] * 3, [size] * 3]))
+    arrays = {"matrix": model_frame(translation(cursor))}  # upright, at the cursor
 
     def finish(replies):
         context = bpy.context
         header, arrays = replies[0]
         created = _create_results(context, header, arrays, source, "LION Sample",
-                                  _properties("sample", header, settings), first_offset=0)
+                                  result_properties("sample", header, settings), first_offset=0)
         _select_only(context, created)
         return f"Generated {len(created)} shape(s)"
 
@@ -191,15 +116,15 @@ def start_variations(context, settings):
     objects = mesh_io.selected_meshes(context, action="Generate Variations")
     tau = tau_from_similarity(settings.similarity)
     shapes = _read_sources(context, objects)
-    params = {**_generation_params(settings), "count": int(settings.count), "tau": tau}
-    tasks = [Task("variations", params, _shape_arrays(v, f, s.matrix)) for s, v, f in shapes]
+    params = {**generation_params(settings), "count": int(settings.count), "tau": tau}
+    tasks = [Task("variations", params, shape_arrays(v, f, s.matrix)) for s, v, f in shapes]
 
     def finish(replies):
         context = bpy.context
         created = []
         for (source, _, _), (header, arrays) in zip(shapes, replies):
             created += _create_results(context, header, arrays, source, f"{source.name} variation",
-                                       _properties("variations", header, settings, tau, source.name))
+                                       result_properties("variations", header, settings, tau, source.name))
         _select_only(context, created)
         return f"Created {len(created)} variation(s)"
 
@@ -211,19 +136,19 @@ def start_interpolate(context, settings):
     objects = mesh_io.selected_meshes(context, count=2, action="Interpolate")
     (source_a, vertices_a, faces_a), (source_b, vertices_b, faces_b) = _read_sources(context, objects)
     frames = int(settings.frames)
-    params = {**_generation_params(settings), "frames": frames, "output": "points"}
-    arrays = {**_shape_arrays(vertices_a, faces_a, source_a.matrix, "_a"),
-              **_shape_arrays(vertices_b, faces_b, source_b.matrix, "_b")}
+    params = {**generation_params(settings), "frames": frames, "output": "points"}
+    arrays = {**shape_arrays(vertices_a, faces_a, source_a.matrix, "_a"),
+              **shape_arrays(vertices_b, faces_b, source_b.matrix, "_b")}
     both = np.concatenate([vertices_a, vertices_b])
     # Frames travel from A's place to B's: the morph runs in a lane in front of both (-Y).
-    offset = np.array([0.0, -(float(np.ptp(both[:, 1])) * (1.0 + mesh_io.LAYOUT_GAP)), 0.0])
+    offset = np.array([0.0, -(float(np.ptp(both[:, 1])) * (1.0 + LAYOUT_GAP)), 0.0])
 
     def finish(replies):
         context = bpy.context
         header, result = replies[0]
         name = f"{source_a.name} to {source_b.name}"
         obj = create_interpolation(context, name, result["points"], offset,
-                                   {**_properties("interpolate", header, settings), "source": source_a.name,
+                                   {**result_properties("interpolate", header, settings), "source": source_a.name,
                                     "target": source_b.name, "frames": frames})
         _select_only(context, [obj])
         return f"Interpolated {frames} frames: drag '{name}' → LION blend to morph"
@@ -239,7 +164,7 @@ def create_interpolation(context, name, frames_world, offset, properties):
     collection = mesh_io.results_collection(context.scene)
     obj = mesh_io.add_object(name, mesh_io.new_points_mesh(name, local[0]), collection,
                              Matrix.Translation(offset), properties)
-    mesh_io.show_as_points(obj, mesh_io.point_radius(local[0]))
+    mesh_io.show_as_points(obj, point_radius(local[0]))
     obj[BLEND_PROPERTY] = 0.0
     obj.id_properties_ui(BLEND_PROPERTY).update(min=0.0, max=1.0, soft_min=0.0, soft_max=1.0, subtype="FACTOR",
                                                 description="Position along the interpolation: 0 is the first "
@@ -307,7 +232,7 @@ def start_regenerate_region(context, settings):
     if keep.all():
         raise SelectionError("Every vertex is selected: leave unselected the points to regenerate")
     source = Source(obj.name, mesh_io.matrix_array(obj.matrix_world), vertices)
-    params = _generation_params(settings)
+    params = generation_params(settings)
     if not params.get("model") and obj.get("model"):
         params["model"] = obj["model"]
     task = Task("regenerate_region", params, {"points": vertices, "keep": keep, "matrix": model_frame(source.matrix)})
@@ -316,7 +241,7 @@ def start_regenerate_region(context, settings):
         context = bpy.context
         header, arrays = replies[0]
         created = _create_results(context, header, arrays, source, f"{source.name} regenerated",
-                                  _properties("regenerate_region", header, settings, source=source.name))
+                                  result_properties("regenerate_region", header, settings, source=source.name))
         _select_only(context, created)
         return f"Regenerated {int((~keep).sum())} of {len(keep)} points"
 
@@ -335,7 +260,7 @@ def start_reconstruct(context, settings):
         collection = mesh_io.results_collection(context.scene)
         created = []
         for (source, _, _), (_, arrays) in zip(shapes, replies):
-            matrix = source.result_matrix(mesh_io.layout_offsets(source.width, 1)[0])
+            matrix = source.result_matrix(layout_offsets(source.width, 1)[0])
             vertices = source.to_local(arrays["vertices"])
             name = f"{source.name} mesh"
             data = mesh_io.new_polygon_mesh(name, vertices, arrays["faces"])
@@ -363,7 +288,7 @@ def make_voxel_guides(context, resolution):
         name = f"{obj.name} voxel guide"
         data = mesh_io.new_polygon_mesh(name, guide_vertices, quads, smooth=False)
         created.append(mesh_io.add_object(
-            name, data, collection, Matrix(source.result_matrix(mesh_io.layout_offsets(source.width, 1)[0])),
+            name, data, collection, Matrix(source.result_matrix(layout_offsets(source.width, 1)[0])),
             {"op": "voxel_guide", "source": obj.name, VOXEL_SIZE: float(size), VOXEL_ORIGIN: list(map(float, origin)),
              VOXEL_RESOLUTION: int(resolution)}))
     _select_only(context, created)
@@ -388,7 +313,7 @@ def guide_voxels(obj, depsgraph, resolution):
     local = voxel_guide.voxels_from_faces(centers.reshape(-1, 3), normals.reshape(-1, 3),
                                           np.array(obj[VOXEL_ORIGIN], dtype=np.float64), size)
     scale = abs(np.linalg.det(matrix[:3, :3])) ** (1.0 / 3.0)  # voxel edge in world units
-    return mesh_io.transform(local, matrix).astype(np.float32), size * scale, matrix
+    return transform(local, matrix).astype(np.float32), size * scale, matrix
 
 
 def start_voxel_guided(context, settings):
@@ -396,7 +321,7 @@ def start_voxel_guided(context, settings):
     objects = mesh_io.selected_meshes(context, action="Generate from Guide")
     depsgraph = context.evaluated_depsgraph_get()
     tau = tau_from_similarity(settings.similarity)
-    params = {**_generation_params(settings), "count": int(settings.count), "tau": tau}
+    params = {**generation_params(settings), "count": int(settings.count), "tau": tau}
     tasks, sources = [], []
     for obj in objects:
         centers, size, matrix = guide_voxels(obj, depsgraph, int(settings.resolution))
@@ -409,14 +334,9 @@ def start_voxel_guided(context, settings):
         created = []
         for source, (header, arrays) in zip(sources, replies):
             created += _create_results(context, header, arrays, source, f"{source.name} guided",
-                                       _properties("voxel_guided", header, settings, tau, source.name))
+                                       result_properties("voxel_guided", header, settings, tau, source.name))
         _select_only(context, created)
         return f"Generated {len(created)} shape(s) from the guide"
 
     return _start("Generate from Guide", context, tasks, finish)
 
-
-def _translation(offset):
-    matrix = np.eye(4)
-    matrix[:3, 3] = offset
-    return matrix

@@ -5,11 +5,11 @@ Every array moves through foreach_get / foreach_set; nothing loops over vertices
 import bpy
 import numpy as np
 
+from .layout import transform
+
 RESULTS_COLLECTION = "LION Results"
 POINTS_NODE_GROUP = "LION Points"
 POINTS_MODIFIER = "Mesh to Points"
-# Gap between laid-out results, as a fraction of the source's width.
-LAYOUT_GAP = 0.25
 
 
 class SelectionError(Exception):
@@ -50,11 +50,6 @@ def selected_meshes(context, count=None, action="this action"):
 def matrix_array(matrix):
     """A mathutils.Matrix as float64 [4, 4]."""
     return np.array(matrix, dtype=np.float64)
-
-
-def transform(points, matrix):
-    """points float [P, 3] through the affine float64 [4, 4] matrix -> float64 [P, 3]."""
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
 def read_evaluated_mesh(obj, depsgraph):
@@ -194,14 +189,3 @@ def set_points_material(obj, material):
     modifier[modifier.node_group.interface.items_tree["Material"].identifier] = material
 
 
-def point_radius(points):
-    """A display radius that makes N points read as a surface: about half their spacing."""
-    points = np.asarray(points).reshape(-1, 3)
-    extent = float(np.ptp(points, axis=0).max()) if len(points) else 1.0
-    return max(extent, 1e-6) * 0.6 / max(len(points), 1) ** 0.5
-
-
-def layout_offsets(width, count, start=1):
-    """World-space X offsets of `count` results laid out beside a source `width` wide."""
-    step = max(width, 1e-3) * (1.0 + LAYOUT_GAP)
-    return [np.array([step * (start + k), 0.0, 0.0]) for k in range(count)]
