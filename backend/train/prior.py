@@ -22,8 +22,8 @@ score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a 
 --point-prior chooses the h0 prior's architecture (config.POINT_PRIORS): for new priors, or with
 --continue-priors for the kept one where its weights carry over (other radii; xyz added to the
 last stage, whose new weights start at zero).
---low-t-share draws that share of the h0 prior's examples from the low-noise steps 1..--low-t-max
-(from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
+--low-t-share draws that share of the h0 prior's examples from the steps --low-t-min..--low-t-max
+(by default the low-noise steps 1..400; from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
 need is what a short CPU run learns last.
 
 Each prior has its own Adam optimizer (--lr-decay cosine lets the rates fall to 0 by the last
@@ -71,12 +71,12 @@ class PriorLoss(torch.nn.Module):
                                        t=t, generator=generator)
 
 
-def training_steps(count, num_steps, low_share, low_max, generator):
+def training_steps(count, num_steps, low_share, low_max, generator, low_min=1):
     """Diffusion steps for one batch: uniform on 1..T, except a share `low_share` uniform on
-    1..low_max, where the h0 prior learns the fine denoising that variations and the last
-    sampling steps rest on (int64 [count])."""
+    low_min..low_max, by default the low-noise steps where the h0 prior learns the fine denoising
+    that variations and the last sampling steps rest on (int64 [count])."""
     uniform = torch.randint(1, num_steps + 1, (count,), generator=generator)
-    low = torch.randint(1, low_max + 1, (count,), generator=generator)
+    low = torch.randint(low_min, low_max + 1, (count,), generator=generator)
     chosen = torch.rand(count, generator=generator) < low_share
     return torch.where(chosen, low, uniform)
 
@@ -193,7 +193,8 @@ def parse_arguments(argv):
                         help="both priors' learning rates: constant, or falling to 0 at --steps along half a cosine")
     parser.add_argument("--low-t-share", type=float, default=0.0,
                         help="h0 prior: share of examples at low noise, steps 1..--low-t-max (default 0: uniform)")
-    parser.add_argument("--low-t-max", type=int, default=400, help="h0 prior: the highest low-noise step")
+    parser.add_argument("--low-t-min", type=int, default=1, help="h0 prior: the lowest step of that share")
+    parser.add_argument("--low-t-max", type=int, default=400, help="h0 prior: the highest step of that share")
     parser.add_argument("--low-t-from-step", type=int, default=0, help="h0 prior: training step the low-noise share starts at")
     return parser.parse_args(argv)
 
@@ -215,6 +216,9 @@ def main(argv=None):
     if args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories
+    if not 1 <= args.low_t_min <= args.low_t_max <= model.schedule.num_steps:
+        raise SystemExit(f"--low-t-min/--low-t-max: need 1 <= {args.low_t_min} <= {args.low_t_max} "
+                         f"<= {model.schedule.num_steps} (the model's diffusion steps)")
     encodings = load_or_encode(args, dist, model.vae, dataset, categories)
     priors = Priors(model)
     schedule = model.schedule
@@ -272,7 +276,8 @@ def main(argv=None):
                                             generator).to(device)
         t = None
         if args.low_t_share > 0 and step >= args.low_t_from_step:
-            t = training_steps(args.batch_size, schedule.num_steps, args.low_t_share, args.low_t_max, generator).to(device)
+            t = training_steps(args.batch_size, schedule.num_steps, args.low_t_share, args.low_t_max, generator,
+                               args.low_t_min).to(device)
         loss_points = losses["points"](h0, z0, generator, t)
         _check(loss_points, step)
         scalars["grad_norm_points"] = update("points", model.point_prior, loss_points)

@@ -148,3 +148,7 @@ def test_low_noise_share_of_the_h0_priors_steps():
     assert abs((t <= 400).float().mean().item() - 0.7) < 0.02
     uniform = training_steps(20000, 1000, 0.0, 400, torch.Generator().manual_seed(0))
     assert abs((uniform <= 400).float().mean().item() - 0.4) < 0.02
+    # A band in the middle: 30% on 400..700, the rest uniform (30% of those in the band).
+    band = training_steps(20000, 1000, 0.3, 700, torch.Generator().manual_seed(0), low_min=400)
+    assert int(band.min()) >= 1 and int(band.max()) <= 1000
+    assert abs(((band >= 400) & (band <= 700)).float().mean().item() - (0.3 + 0.7 * 0.301)) < 0.02
