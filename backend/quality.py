@@ -116,3 +116,33 @@ def point_prior_chamfer(model, shapes: torch.Tensor, steps: int = 25, seed: int 
     made = diffusion.ddim_sample(model.schedule, model.point_eps_model(shape_latent), noise,
                                  diffusion.sampling_steps(model.schedule, steps, "uniform"))
     return float(chamfer_distance(model.vae.decode(shape_latent, made), shapes).mean())
+
+
+def _chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(chamfer_distance(a[None], b[None]))
+
+
+def interpolation_checks(frames: torch.Tensor, points_a: torch.Tensor, points_b: torch.Tensor,
+                         error_a: float, error_b: float) -> Dict[str, object]:
+    """Whether an interpolation `frames` [K, N, 3] from shape A to shape B ([N, 3] each) does what
+    an artist expects: it starts at A and ends at B (within 3 times the VAE's own reconstruction
+    error `error_a` / `error_b` there, plus 2% of the A-to-B distance), its distance to A grows
+    and to B shrinks at all but one step each, and no step moves the points more than 3 times
+    the mean step. Returns each check (bool) under its name, "all", the distances behind them,
+    and "detour": the largest (distance to A + distance to B) / (A to B) of the middle frames,
+    about 1 for frames on the way from A to B, more for blobs off it."""
+    apart = _chamfer(points_a, points_b)
+    to_a = [_chamfer(frame, points_a) for frame in frames]
+    to_b = [_chamfer(frame, points_b) for frame in frames]
+    steps = (frames[1:] - frames[:-1]).norm(dim=-1).mean(dim=-1)
+    monotone = len(frames) - 2  # all steps but one
+    checks = {
+        "starts_at_a": to_a[0] <= 3 * error_a + 0.02 * apart,
+        "ends_at_b": to_b[-1] <= 3 * error_b + 0.02 * apart,
+        "leaves_a": to_a[-1] > 0.5 * apart and sum(b > a for a, b in zip(to_a, to_a[1:])) >= monotone,
+        "nears_b": to_b[0] > 0.5 * apart and sum(b < a for a, b in zip(to_b, to_b[1:])) >= monotone,
+        "even_steps": float(steps.max()) <= 3 * float(steps.mean()),
+    }
+    detour = max(((a + b) / apart for a, b in zip(to_a[1:-1], to_b[1:-1])), default=1.0)
+    return {**checks, "all": all(checks.values()), "to_a": to_a, "to_b": to_b, "apart": apart,
+            "steps": steps.tolist(), "detour": detour}

@@ -8,14 +8,15 @@ procedural shapes (seeds the training set never saw):
 - variations of a shape stay of its category (nearest training shape by Chamfer distance);
 - interpolation starts at A and ends at B within the model's own reconstruction error, and
   moves from A to B without a step over 3 times the mean (met since round 3); its middle frames
-  staying on the way between A and B, in steps within twice the median, is not met yet:
-  strict xfail, so the day a retrained model meets it the marker must go.
+  stay on the way between A and B, in steps within twice the median (met since the latent
+  points are paired and blended at a middle step).
 """
 import os
 
 import pytest
 import torch
 
+from backend import quality
 from backend.checkpoint import load_model
 from backend.data.datasets import ProceduralDataset
 from backend.data.procedural import CATEGORIES
@@ -114,38 +115,31 @@ def test_variations_stay_in_the_category_of_their_source(model):
     assert right >= 0.75 * total, f"only {right} of {total} variations kept their source's category"
 
 
-@torch.no_grad()
-def test_interpolation_starts_at_a_ends_at_b_and_moves_evenly(model):
-    """Met since round 3 (a strict xfail before)."""
+@pytest.fixture(scope="module")
+def chair_to_table(model):
+    """A held-out chair and table and the 6 frames Interpolate makes between them."""
     chair, table = held_out(model, ["chair", "table"])
-    frames = interpolate(model, chair, table, 6, FAST)
+    with torch.no_grad():
+        return chair, table, interpolate(model, chair, table, 6, FAST)
+
+
+@torch.no_grad()
+def test_interpolation_starts_at_a_ends_at_b_and_moves_evenly(model, chair_to_table):
+    """Met since round 3 (a strict xfail before)."""
+    chair, table, frames = chair_to_table
     # The latents interpolation starts from: posterior samples, as pipelines.interpolate encodes.
     reconstructed = model.vae.decode(*encode(model, torch.stack([chair, table]), torch.Generator().manual_seed(0)))
-    error_a = chamfer(reconstructed[0], chair)
-    error_b = chamfer(reconstructed[1], table)
-    apart = chamfer(chair, table)
-    # The ends: within a few times the VAE's own reconstruction error, far below A-to-B.
-    assert chamfer(frames[0], chair) <= 3 * error_a + 0.02 * apart
-    assert chamfer(frames[-1], table) <= 3 * error_b + 0.02 * apart
-    # Between: distance to A grows and distance to B shrinks, frame by frame.
-    to_a = [chamfer(frame, chair) for frame in frames]
-    to_b = [chamfer(frame, table) for frame in frames]
-    assert to_a[-1] > 0.5 * apart and to_b[0] > 0.5 * apart
-    assert sum(b > a for a, b in zip(to_a, to_a[1:])) >= len(frames) - 2
-    assert sum(b < a for a, b in zip(to_b, to_b[1:])) >= len(frames) - 2
-    # Points keep their index: each step moves the points by a similar amount, no jump.
-    steps = (frames[1:] - frames[:-1]).norm(dim=-1).mean(dim=-1)
-    assert steps.max() <= 3 * steps.mean(), f"uneven steps {steps.tolist()}"
+    # The ends within a few times the VAE's own reconstruction error, far below A-to-B; between,
+    # the distance to A grows and to B shrinks, frame by frame; no step jumps.
+    checks = quality.interpolation_checks(frames, chair, table, chamfer(reconstructed[0], chair),
+                                          chamfer(reconstructed[1], table))
+    assert checks["all"], checks
 
 
-@pytest.mark.xfail(strict=True, reason="round 3 meets the ends and moves from A to B, but its middle frames are "
-                   "blobs off the path (the chair-to-table frames lie 2.5 times farther from A and B together than A "
-                   "from B) and the first and last steps jump (3.5 times the middle ones): mixed noises sample to "
-                   "coarse shapes of this point prior (models/default.md)")
-@torch.no_grad()
-def test_interpolation_middle_frames_stay_between_a_and_b(model):
-    chair, table = held_out(model, ["chair", "table"])
-    frames = interpolate(model, chair, table, 6, FAST)
+def test_interpolation_middle_frames_stay_between_a_and_b(chair_to_table):
+    """Met since the latent points are paired and blended at a middle step (a strict xfail
+    before: mixed full noises sampled to blobs off the path, 2.5 times A-to-B from A and B)."""
+    chair, table, frames = chair_to_table
     apart = chamfer(chair, table)
     for frame in frames[1:-1]:
         detour = chamfer(frame, chair) + chamfer(frame, table)

@@ -23,6 +23,27 @@ def test_nearest_categories_and_shares():
     assert quality.category_shares(found, wanted=["chair", "chair", "table"]) == {"chair": 0.5, "table": 1.0}
 
 
+def test_interpolation_checks_pass_a_straight_morph_and_catch_a_detour_and_a_jump():
+    a, b = blob([0, 0, 0], 0.3, seed=1), blob([3, 0, 0], 0.3, seed=2)
+    weights = torch.linspace(0, 1, 6)[:, None, None]
+    straight = (1 - weights) * a + weights * b
+    checks = quality.interpolation_checks(straight, a, b, 0.01, 0.01)
+    assert checks["all"] and checks["detour"] < 1.1, checks
+    # Middle frames pushed off the way (up in z): the ends hold, the detour shows it.
+    off = straight.clone()
+    off[1:-1, :, 2] += 4.0
+    checks = quality.interpolation_checks(off, a, b, 0.01, 0.01)
+    assert checks["starts_at_a"] and checks["ends_at_b"] and checks["detour"] > 2, checks
+    # Back and forth: distance to B grows twice, so it does not near B; and the reversed morph
+    # starts at B.
+    zigzag = straight[[0, 2, 1, 3, 2, 5]]
+    assert not quality.interpolation_checks(zigzag, a, b, 0.01, 0.01)["nears_b"]
+    assert not quality.interpolation_checks(straight.flip(0), a, b, 0.01, 0.01)["starts_at_a"]
+    # One step carrying nearly the whole move.
+    jump = torch.stack([a, a, a + 0.01, b - 0.01, b, b])
+    assert not quality.interpolation_checks(jump, a, b, 0.01, 0.01)["even_steps"]
+
+
 def test_half_extent_is_the_median_half_longest_side():
     shapes = torch.zeros(3, 4, 3)
     for i, side in enumerate((2.0, 4.0, 10.0)):
