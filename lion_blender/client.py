@@ -11,7 +11,10 @@ import re
 import subprocess
 import threading
 
-from .backend import protocol
+try:
+    from .backend import protocol  # the installed extension carries the backend beside the add-on
+except ImportError:  # the source tree: the backend package sits beside lion_blender/
+    from backend import protocol
 
 STDERR_TAIL_LINES = 60
 
