@@ -122,6 +122,21 @@ def _number(params, name, default, low, high):
     return float(value)
 
 
+def _tau(params, default, num_steps):
+    """The diffusion step a variation starts from: `tau` (1..T), or `similarity` in [0, 1]
+    mapped onto the model's own T (pipelines.tau_from_similarity); not both."""
+    from backend.pipelines import tau_from_similarity
+
+    if "similarity" not in params:
+        return _integer(params, "tau", default, 1, num_steps)
+    if "tau" in params:
+        raise RequestError("give tau or similarity, not both")
+    try:
+        return tau_from_similarity(params["similarity"], num_steps)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+
+
 def _choice(params, name, default, choices):
     value = params.get(name, default)
     if value not in choices:
@@ -282,7 +297,7 @@ def variations(params, arrays, context):
     name, model, metadata = _load(params)
     settings = _settings(params, model.config.diffusion.num_steps)
     count = _integer(params, "count", 4, 1, 64)
-    tau = _integer(params, "tau", 200, 1, model.config.diffusion.num_steps)
+    tau = _tau(params, 200, model.config.diffusion.num_steps)
     points, matrix = _input_points(arrays, model.config.vae.num_points, _seed(params))
     frame = _shape_frame(points, metadata, matrix)
     generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), count, tau,
@@ -348,7 +363,7 @@ def voxel_guided(params, arrays, context):
     name, model, metadata = _load(params)
     settings = _settings(params, model.config.diffusion.num_steps)
     count = _integer(params, "count", 4, 1, 64)
-    tau = _integer(params, "tau", 300, 1, model.config.diffusion.num_steps)
+    tau = _tau(params, 300, model.config.diffusion.num_steps)
     voxel_size = _number(params, "voxel_size", 0.0, 1e-9, 1e9)
     centers = arrays.get("voxel_centers")
     try:

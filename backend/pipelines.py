@@ -97,6 +97,14 @@ def _fixed_generator():
     return torch.Generator().manual_seed(0)
 
 
+def tau_from_similarity(similarity, num_steps):
+    """The diffusion step (1..num_steps) an artist's similarity in [0, 1] means: 1 keeps the
+    input (step 1), 0 starts afresh (step T); round((1 - similarity)·T) between."""
+    if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0.0 <= similarity <= 1.0:
+        raise ValueError(f"similarity must be a number in [0, 1], got {similarity!r}")
+    return int(min(num_steps, max(1, round((1.0 - similarity) * num_steps))))
+
+
 def _check_tau(tau, schedule):
     if not isinstance(tau, int) or not 1 <= tau <= schedule.num_steps:
         raise ValueError(f"tau must be an integer step in 1..{schedule.num_steps}, got {tau!r}")

@@ -17,7 +17,7 @@ from mathutils import Matrix
 from . import jobs, mesh_io, voxel_guide
 from .jobs import Task
 from .layout import (LAYOUT_GAP, Source, generation_params, layout_offsets, model_frame, point_radius,
-                     result_properties, shape_arrays, tau_from_similarity, transform, translation)
+                     result_properties, shape_arrays, transform, translation)
 from .mesh_io import SelectionError
 from .preferences import backend_client
 
@@ -114,9 +114,8 @@ def start_generate(context, settings):
 def start_variations(context, settings):
     """`settings.count` variations of each selected mesh, beside it."""
     objects = mesh_io.selected_meshes(context, action="Generate Variations")
-    tau = tau_from_similarity(settings.similarity)
     shapes = _read_sources(context, objects)
-    params = {**generation_params(settings), "count": int(settings.count), "tau": tau}
+    params = {**generation_params(settings), "count": int(settings.count), "similarity": float(settings.similarity)}
     tasks = [Task("variations", params, shape_arrays(v, f, s.matrix)) for s, v, f in shapes]
 
     def finish(replies):
@@ -124,7 +123,7 @@ def start_variations(context, settings):
         created = []
         for (source, _, _), (header, arrays) in zip(shapes, replies):
             created += _create_results(context, header, arrays, source, f"{source.name} variation",
-                                       result_properties("variations", header, settings, tau, source.name))
+                                       result_properties("variations", header, settings, source.name))
         _select_only(context, created)
         return f"Created {len(created)} variation(s)"
 
@@ -320,8 +319,7 @@ def start_voxel_guided(context, settings):
     """`settings.count` shapes following each selected voxel guide (or any mesh, voxelized)."""
     objects = mesh_io.selected_meshes(context, action="Generate from Guide")
     depsgraph = context.evaluated_depsgraph_get()
-    tau = tau_from_similarity(settings.similarity)
-    params = {**generation_params(settings), "count": int(settings.count), "tau": tau}
+    params = {**generation_params(settings), "count": int(settings.count), "similarity": float(settings.similarity)}
     tasks, sources = [], []
     for obj in objects:
         centers, size, matrix = guide_voxels(obj, depsgraph, int(settings.resolution))
@@ -334,7 +332,7 @@ def start_voxel_guided(context, settings):
         created = []
         for source, (header, arrays) in zip(sources, replies):
             created += _create_results(context, header, arrays, source, f"{source.name} guided",
-                                       result_properties("voxel_guided", header, settings, tau, source.name))
+                                       result_properties("voxel_guided", header, settings, source.name))
         _select_only(context, created)
         return f"Generated {len(created)} shape(s) from the guide"
 

@@ -1,13 +1,12 @@
 """The add-on's arithmetic that needs no Blender: the frame sent to the backend, where results
-go beside their input, the similarity -> diffusion step mapping, and the parameters, arrays and
-custom properties of requests and results.
+go beside their input, and the parameters, arrays and custom properties of requests and results.
+(The similarity an artist sets is sent as is: the backend maps it onto the model's own steps.)
 
 Imports numpy only, so it is tested in the backend's environment, in seconds
 (tests/backend/test_addon_layout.py); actions.py joins it to Blender's objects.
 """
 import numpy as np
 
-DIFFUSION_STEPS = 1000  # T of every LION model (DESIGN.md §4); similarity maps onto 1..T
 # Gap between laid-out results, as a fraction of the source's width.
 LAYOUT_GAP = 0.25
 
@@ -24,13 +23,6 @@ BLENDER_FROM_MODEL = np.array([[1.0, 0.0, 0.0, 0.0],
 def model_frame(matrix_world):
     """The matrix sent to the backend for an object with `matrix_world`: float64 [4, 4]."""
     return np.asarray(matrix_world, np.float64) @ BLENDER_FROM_MODEL
-
-
-def tau_from_similarity(similarity):
-    """Diffusion step τ (1..T) for a similarity in [0, 1]: 1 keeps the input, 0 starts afresh."""
-    if not 0.0 <= similarity <= 1.0:
-        raise ValueError(f"similarity must lie in [0, 1], got {similarity!r}")
-    return int(min(DIFFUSION_STEPS, max(1, round((1.0 - similarity) * DIFFUSION_STEPS))))
 
 
 def translation(offset):
@@ -95,13 +87,13 @@ def generation_params(settings):
     return params
 
 
-def result_properties(op, header, settings, tau=None, source=""):
+def result_properties(op, header, settings, source=""):
     """The custom properties of a result object: what the backend reports it used (its reply
-    `header`), else what was asked."""
+    `header`, e.g. the diffusion step `tau` a similarity meant), else what was asked."""
     properties = {"op": op, "seed": int(header.get("seed", settings.seed)),
                   "steps": int(header.get("steps", settings.steps)), "model": str(header.get("model", settings.model))}
-    if tau is not None:
-        properties["tau"] = int(header.get("tau", tau))
+    if "tau" in header:
+        properties["tau"] = int(header["tau"])
     if "category" in header:
         properties["category"] = str(header["category"])
     if source:

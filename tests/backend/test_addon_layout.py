@@ -1,5 +1,5 @@
 """The add-on's Blender-free arithmetic (lion_blender/layout.py), in plain Python: frames,
-layout, the similarity -> step mapping, and what requests and results carry."""
+layout, and what requests and results carry."""
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -14,17 +14,6 @@ def test_the_package_and_its_layout_import_without_blender():
     probe = "import sys, lion_blender.layout; assert 'bpy' not in sys.modules and 'mathutils' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
-
-def test_similarity_maps_onto_every_step_from_1_to_t():
-    assert layout.tau_from_similarity(1.0) == 1 and layout.tau_from_similarity(0.0) == layout.DIFFUSION_STEPS
-    assert layout.tau_from_similarity(0.7) == 300
-    steps = [layout.tau_from_similarity(s) for s in np.linspace(0.0, 1.0, 2001)]
-    assert all(a >= b for a, b in zip(steps, steps[1:])), "more similar never means more noise"
-    assert set(steps) == set(range(1, layout.DIFFUSION_STEPS + 1))
-    for bad in (-0.01, 1.01, float("nan")):
-        with pytest.raises(ValueError, match="similarity"):
-            layout.tau_from_similarity(bad)
 
 
 def test_an_upright_blender_object_is_upright_for_the_model():
@@ -81,7 +70,7 @@ def test_requests_and_results_carry_what_was_used():
     assert "faces" in layout.shape_arrays(vertices, np.zeros((2, 3), np.int32), matrix)
     # the backend's reply wins over the request: it says what it actually used
     header = {"seed": 9, "steps": 30, "model": "default", "tau": 280, "category": "chair"}
-    assert layout.result_properties("variations", header, settings, tau=300, source="Chair") == {
+    assert layout.result_properties("variations", header, settings, source="Chair") == {
         "op": "variations", "seed": 9, "steps": 30, "model": "default", "tau": 280, "category": "chair",
         "source": "Chair"}
     assert layout.result_properties("sample", {}, settings) == {"op": "sample", "seed": 7, "steps": 25, "model": ""}

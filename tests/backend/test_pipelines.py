@@ -1,4 +1,5 @@
 """Pipelines over a LionModel, in-process: the properties that hold for any weights."""
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,17 @@ def test_interpolation_ends_are_the_inputs_round_trips_and_progress_completes(mo
         assert error < 0.1 * chamfer_distance(chair[None], table[None]).item(), error
     with pytest.raises(ValueError, match="tau"):
         pipelines.interpolate(model, chair, table, 3, settings, depth=0)
+
+
+@pytest.mark.parametrize("num_steps", [1000, 100, 7])
+def test_similarity_maps_onto_every_step_from_1_to_t(num_steps):
+    to_tau = pipelines.tau_from_similarity
+    assert to_tau(1.0, num_steps) == 1 and to_tau(0.0, num_steps) == num_steps and to_tau(1, num_steps) == 1
+    if num_steps == 1000:
+        assert to_tau(0.7, num_steps) == 300  # the add-on's default similarity
+    steps = [to_tau(s, num_steps) for s in np.linspace(0.0, 1.0, 2001).tolist()]
+    assert all(a >= b for a, b in zip(steps, steps[1:])), "more similar never means more noise"
+    assert set(steps) == set(range(1, num_steps + 1))
+    for bad in (-0.01, 1.01, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match="similarity"):
+            to_tau(bad, num_steps)

@@ -163,6 +163,18 @@ def test_variations_are_reproducible_and_differ_by_seed(server):
     assert not np.allclose(first["points"], other["points"])
 
 
+def test_a_similarity_means_its_step_of_the_models_own_steps(server):
+    """The add-on sends the artist's similarity; the backend maps it onto the model's T (1000
+    here) and reports the step it used."""
+    vertices, faces = box_mesh()
+    request = {"op": "variations", "count": 1, "steps": 3, "seed": 7}
+    _, by_tau_header, by_tau = ok(server, {**request, "id": 40, "tau": 100}, {"vertices": vertices, "faces": faces})
+    _, header, by_similarity = ok(server, {**request, "id": 41, "similarity": 0.9},
+                                  {"vertices": vertices, "faces": faces})
+    assert header["tau"] == by_tau_header["tau"] == 100
+    np.testing.assert_array_equal(by_similarity["points"], by_tau["points"])
+
+
 def test_variations_follow_a_translated_and_scaled_input(server):
     vertices, faces = box_mesh()
     request = {"op": "variations", "count": 1, "tau": 100, "steps": 3, "seed": 3}
@@ -276,6 +288,12 @@ def test_cancel_stops_a_long_job_within_a_step_and_the_next_request_works(server
     ({"op": "variations"}, {"vertices": np.array([[0, 0, 0], [np.nan, 0, 0], [1, 1, 1]], np.float32),
                             "faces": np.array([[0, 1, 2]], np.int32)}, "NaN"),
     ({"op": "variations", "tau": 5000}, {"vertices": box_mesh()[0], "faces": box_mesh()[1]}, "tau"),
+    ({"op": "variations", "similarity": 1.5}, {"vertices": box_mesh()[0], "faces": box_mesh()[1]}, "similarity"),
+    ({"op": "variations", "similarity": "high"}, {"vertices": box_mesh()[0], "faces": box_mesh()[1]}, "similarity"),
+    ({"op": "variations", "similarity": 0.5, "tau": 10}, {"vertices": box_mesh()[0], "faces": box_mesh()[1]},
+     "not both"),
+    ({"op": "voxel_guided", "voxel_size": 0.1, "similarity": -1}, {"voxel_centers": np.zeros((4, 3), np.float32)},
+     "similarity"),
     ({"op": "variations", "model": "nonexistent"}, {"vertices": box_mesh()[0]}, "Unknown model"),
     ({"op": "variations"}, {"vertices": np.ones((10, 3), np.float32)}, "no size"),
     ({"op": "variations"}, {}, "vertices"),
