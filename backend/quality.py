@@ -146,3 +146,16 @@ def interpolation_checks(frames: torch.Tensor, points_a: torch.Tensor, points_b:
     detour = max(((a + b) / apart for a, b in zip(to_a[1:-1], to_b[1:-1])), default=1.0)
     return {**checks, "all": all(checks.values()), "to_a": to_a, "to_b": to_b, "apart": apart,
             "steps": steps.tolist(), "detour": detour}
+
+
+@torch.no_grad()
+def check_interpolation(model, frames: torch.Tensor, points_a: torch.Tensor, points_b: torch.Tensor):
+    """`interpolation_checks` of `frames` from A to B made by `model`, with the VAE's own
+    reconstruction errors of A and B from the latents interpolation starts from (posterior
+    samples, drawn as `pipelines.interpolate` draws them)."""
+    from backend.pipelines import _fixed_generator, encode
+
+    shapes = torch.stack([points_a, points_b])
+    decoded = model.vae.decode(*encode(model, shapes, _fixed_generator()))
+    error_a, error_b = chamfer_distance(decoded, shapes).tolist()
+    return interpolation_checks(frames, points_a, points_b, error_a, error_b)

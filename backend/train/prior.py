@@ -23,8 +23,8 @@ score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a 
 --continue-priors for the kept one where its weights carry over (other radii; xyz added to the
 last stage, whose new weights start at zero).
 --low-t-share draws that share of the h0 prior's examples from the steps --low-t-min..--low-t-max
-(by default the low-noise steps 1..400; from step --low-t-from-step on): the fine denoising that variations and the last sampling steps
-need is what a short CPU run learns last.
+(by default the low-noise steps 1..400; from step --low-t-from-step on): the fine denoising that
+variations and the last sampling steps need is what a short CPU run learns last.
 
 Each prior has its own Adam optimizer (--lr-decay cosine lets the rates fall to 0 by the last
 step: the annealing a continued round ends on); an exponential moving average of both (with warm-up,
@@ -192,7 +192,7 @@ def parse_arguments(argv):
     parser.add_argument("--lr-decay", choices=("constant", "cosine"), default="constant",
                         help="both priors' learning rates: constant, or falling to 0 at --steps along half a cosine")
     parser.add_argument("--low-t-share", type=float, default=0.0,
-                        help="h0 prior: share of examples at low noise, steps 1..--low-t-max (default 0: uniform)")
+                        help="h0 prior: share of examples at steps --low-t-min..--low-t-max (default 0: uniform)")
     parser.add_argument("--low-t-min", type=int, default=1, help="h0 prior: the lowest step of that share")
     parser.add_argument("--low-t-max", type=int, default=400, help="h0 prior: the highest step of that share")
     parser.add_argument("--low-t-from-step", type=int, default=0, help="h0 prior: training step the low-noise share starts at")
