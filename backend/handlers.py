@@ -10,7 +10,7 @@ import platform
 
 import numpy as np
 
-from backend import __version__, devices, model_store, protocol
+from backend import __version__, devices, model_store, op_schema, protocol
 
 
 class RequestError(Exception):
@@ -74,6 +74,7 @@ def hello(params, arrays, context):
     """Describe this backend: versions, devices, the active device, kernels and models."""
     import torch
 
+    _fields("hello", params)
     device = _device()
     models, skipped = model_store.scan_models()
     return {
@@ -92,82 +93,57 @@ def hello(params, arrays, context):
 
 # -- request fields ------------------------------------------------------------------------------
 
-def _point(params, name, default):
-    """A float64 [3] from a list of three finite numbers (not strings, not booleans)."""
-    value = params.get(name, list(default))
-    if (not isinstance(value, (list, tuple)) or len(value) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise RequestError(f"{name} must be three finite numbers, got {value!r}")
+def _fields(op, params):
+    """The op's fields, checked against backend/op_schema.py (the model's own limits follow
+    in `_fit_model`)."""
     try:
-        point = np.asarray(value, dtype=np.float64)
-    except OverflowError:  # an integer beyond float range
-        point = np.full(3, np.inf)
-    if not np.isfinite(point).all():
-        raise RequestError(f"{name} must be three finite numbers, got {value!r}")
-    return point
+        return op_schema.parse(op, params)
+    except op_schema.SchemaError as exc:
+        raise RequestError(str(exc)) from None
 
 
-def _integer(params, name, default, low, high=None):
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise RequestError(f"{name} must be an integer {bounds}, got {value!r}")
-    return value
+def _fit_model(op, values, model):
+    """Check the fields bounded by the model's number of diffusion steps T against its T."""
+    num_steps = model.config.diffusion.num_steps
+    for name, spec in op_schema.OPS[op].items():
+        if spec.capped_by_steps and values[name] is not None:
+            try:
+                spec.parse(values[name], num_steps)
+            except op_schema.SchemaError as exc:
+                raise RequestError(str(exc)) from None
 
 
-def _number(params, name, default, low, high):
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise RequestError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def _tau(params, default, num_steps):
-    """The diffusion step a variation starts from: `tau` (1..T), or `similarity` in [0, 1]
-    mapped onto the model's own T (pipelines.tau_from_similarity); not both."""
+def _tau(values, num_steps):
+    """The diffusion step a variation starts from: `tau`, else `similarity` mapped onto the
+    model's own T (pipelines.tau_from_similarity)."""
     from backend.pipelines import tau_from_similarity
 
-    if "similarity" not in params:
-        return _integer(params, "tau", default, 1, num_steps)
-    if "tau" in params:
-        raise RequestError("give tau or similarity, not both")
+    return values["tau"] if values["tau"] is not None else tau_from_similarity(values["similarity"], num_steps)
+
+
+def _load(op, params):
+    """(request fields, model name, model, metadata): the fields checked, then the model loaded
+    and the step-bounded fields checked against its T."""
+    request = _fields(op, params)
     try:
-        return tau_from_similarity(params["similarity"], num_steps)
+        name, model, metadata = _models().get(request["model"])
     except ValueError as exc:
         raise RequestError(str(exc)) from None
+    _fit_model(op, request, model)
+    return request, name, model, metadata
 
 
-def _choice(params, name, default, choices):
-    value = params.get(name, default)
-    if value not in choices:
-        raise RequestError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+def _settings(request):
+    from backend.pipelines import SamplerSettings
+
+    return SamplerSettings(sampler=request["sampler"], steps=request["steps"], eta=request["eta"])
 
 
-def _load(params):
-    try:
-        return _models().get(params.get("model"))
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
-
-
-def _settings(params, num_steps):
-    from backend.pipelines import SAMPLERS, SamplerSettings
-
-    return SamplerSettings(sampler=_choice(params, "sampler", "ddim", SAMPLERS),
-                           steps=_integer(params, "steps", 25, 1, num_steps),
-                           eta=_number(params, "eta", 0.0, 0.0, 1.0))
-
-
-def _seed(params):
-    return _integer(params, "seed", 0, 0, 2**63 - 1)
-
-
-def _generator(params):
+def _generator(request):
     """A CPU generator: the same seed gives the same shapes on every device."""
     import torch
 
-    return torch.Generator().manual_seed(_seed(params))
+    return torch.Generator().manual_seed(request["seed"])
 
 
 def _progress(context):
@@ -208,25 +184,23 @@ def _to_tensor(points, device):
     return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(device)
 
 
-def _results(params, points_world, context, extra=None):
+def _results(request, points_world, context):
     """The result of a generation op: points, and meshes when output is "mesh"."""
-    output = _choice(params, "output", "points", ("points", "mesh"))
     arrays = {"points": np.ascontiguousarray(points_world, dtype=np.float32)}
-    if output == "mesh":
+    header = {"output": request["output"]}
+    if request["output"] == "mesh":
         for index, points in enumerate(points_world):
             context.progress(index, len(points_world), "reconstructing meshes")
-            vertices, faces, normals = _reconstruct_points(points, params)
+            vertices, faces, header["normals"] = _reconstruct_points(points, request)
             arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = vertices, faces
-        extra = {**(extra or {}), "normals": normals}
-    header = {"output": output, **(extra or {})}
     return header, arrays
 
 
-def _sap_network(params):
-    """The model's Shape As Points network, or None (estimated normals): param "normals" is
+def _sap_network(request):
+    """The model's Shape As Points network, or None (estimated normals): field "normals" is
     "auto" (the network where the model ships one), "network" or "estimated"."""
-    choice = _choice(params, "normals", "auto", ("auto", "network", "estimated"))
-    path = None if choice == "estimated" else model_store.sap_network_path(params.get("model"))
+    choice = request["normals"]
+    path = None if choice == "estimated" else model_store.sap_network_path(request["model"])
     if path is None:
         if choice == "network":
             raise RequestError("this model ships no Shape As Points network; use normals 'auto' or 'estimated'")
@@ -236,29 +210,27 @@ def _sap_network(params):
     return _runtime["sap"].get(path)
 
 
-def _reconstruct_points(points, params):
+def _reconstruct_points(points, request):
     """(vertices float32 [V, 3], faces int32 [F, 3], "network" or "estimated")."""
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
-    resolution = _integer(params, "resolution", 128, 32, 256)
-    network = _sap_network(params)
+    network = _sap_network(request)
     try:
-        mesh = reconstruct_mesh(points, network=network, resolution=resolution, device=_device())
+        mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=_device())
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
 
 
-def _generation_header(name, params, settings):
-    return {"model": name, "seed": _seed(params), "sampler": settings.sampler, "steps": settings.steps,
-            "eta": settings.eta}
+def _generation_header(name, request):
+    return {"model": name, **{key: request[key] for key in ("seed", "sampler", "steps", "eta")}}
 
 
 # -- ops -----------------------------------------------------------------------------------------
 
 def load_model(params, arrays, context):
     """Load (or keep) a model and describe it."""
-    name, model, metadata = _load(params)
+    _, name, model, metadata = _load("load_model", params)
     return {"model": name, "config": model.config.to_dict(), "parameters": model.parameter_counts(),
             "metadata": metadata, "categories": model.categories, "num_steps": model.config.diffusion.num_steps}, None
 
@@ -269,61 +241,54 @@ def sample(params, arrays, context):
     from backend import pipelines
     from backend.geometry import GeometryError, ShapeFrame
 
-    name, model, metadata = _load(params)
-    settings = _settings(params, model.config.diffusion.num_steps)
-    count = _integer(params, "count", 1, 1, 64)
-    center = _point(params, "center", (0.0, 0.0, 0.0))
-    size = _number(params, "size", 1.0, 1e-6, 1e6)
+    request, name, model, metadata = _load("sample", params)
     try:
-        frame = ShapeFrame.placed(center, size, _model_half_extent(metadata), arrays.get("matrix"))
+        frame = ShapeFrame.placed(np.array(request["center"]), request["size"], _model_half_extent(metadata),
+                                  arrays.get("matrix"))
     except GeometryError as exc:
         raise RequestError(str(exc)) from None
-    category = params.get("category", "any")
-    if category != "any" and (not isinstance(category, str) or category not in model.categories):
+    category = request["category"]
+    if category != "any" and category not in model.categories:
         known = ", ".join(["any", *model.categories])
         raise RequestError(f"category must be one of {known} for model {name}, got {category!r}")
-    guidance = _number(params, "guidance", pipelines.DEFAULT_GUIDANCE, 0.0, 20.0)
-    points = pipelines.sample(model, count, _generator(params), settings, _progress(context),
-                              category=category, guidance=guidance)
-    header, arrays_out = _results(params, frame.to_world(points.cpu().numpy()), context)
-    return {**header, **_generation_header(name, params, settings), "count": count, "category": category,
-            "guidance": guidance}, arrays_out
+    points = pipelines.sample(model, request["count"], _generator(request), _settings(request), _progress(context),
+                              category=category, guidance=request["guidance"])
+    header, arrays_out = _results(request, frame.to_world(points.cpu().numpy()), context)
+    return {**header, **_generation_header(name, request), "count": request["count"], "category": category,
+            "guidance": request["guidance"]}, arrays_out
 
 
 def variations(params, arrays, context):
     """`count` variations of the input shape, diffused to `tau` and denoised."""
     from backend import pipelines
 
-    name, model, metadata = _load(params)
-    settings = _settings(params, model.config.diffusion.num_steps)
-    count = _integer(params, "count", 4, 1, 64)
-    tau = _tau(params, 200, model.config.diffusion.num_steps)
-    points, matrix = _input_points(arrays, model.config.vae.num_points, _seed(params))
+    request, name, model, metadata = _load("variations", params)
+    tau = _tau(request, model.config.diffusion.num_steps)
+    points, matrix = _input_points(arrays, model.config.vae.num_points, request["seed"])
     frame = _shape_frame(points, metadata, matrix)
-    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), count, tau,
-                                     _generator(params), settings, _progress(context))
-    header, arrays_out = _results(params, frame.to_world(generated.cpu().numpy()), context)
-    return {**header, **_generation_header(name, params, settings), "count": count, "tau": tau}, arrays_out
+    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), request["count"], tau,
+                                     _generator(request), _settings(request), _progress(context))
+    header, arrays_out = _results(request, frame.to_world(generated.cpu().numpy()), context)
+    return {**header, **_generation_header(name, request), "count": request["count"], "tau": tau}, arrays_out
 
 
 def interpolate(params, arrays, context):
     """`frames` shapes morphing from shape A to shape B."""
     from backend import pipelines
 
-    name, model, metadata = _load(params)
-    settings = _settings(params, model.config.diffusion.num_steps)
-    frames = _integer(params, "frames", 8, 2, 256)
+    request, name, model, metadata = _load("interpolate", params)
+    frames = request["frames"]
     count = model.config.vae.num_points
-    points_a, matrix_a = _input_points(arrays, count, _seed(params), "_a")
-    points_b, matrix_b = _input_points(arrays, count, _seed(params), "_b")
+    points_a, matrix_a = _input_points(arrays, count, request["seed"], "_a")
+    points_b, matrix_b = _input_points(arrays, count, request["seed"], "_b")
     frame_a, frame_b = _shape_frame(points_a, metadata, matrix_a), _shape_frame(points_b, metadata, matrix_b)
     device = _device()
     generated = pipelines.interpolate(model, _to_tensor(frame_a.to_model(points_a), device),
-                                      _to_tensor(frame_b.to_model(points_b), device), frames, settings,
+                                      _to_tensor(frame_b.to_model(points_b), device), frames, _settings(request),
                                       _progress(context)).cpu().numpy()
     world = [frame_a.blend(frame_b, k / (frames - 1)).to_world(points) for k, points in enumerate(generated)]
-    header, arrays_out = _results(params, np.stack(world), context)
-    return {**header, **_generation_header(name, params, settings), "frames": frames}, arrays_out
+    header, arrays_out = _results(request, np.stack(world), context)
+    return {**header, **_generation_header(name, request), "frames": frames}, arrays_out
 
 
 def regenerate_region(params, arrays, context):
@@ -333,8 +298,7 @@ def regenerate_region(params, arrays, context):
     from backend import pipelines
     from backend.geometry import GeometryError, validate_vertices
 
-    name, model, metadata = _load(params)
-    settings = _settings(params, model.config.diffusion.num_steps)
+    request, name, model, metadata = _load("regenerate_region", params)
     count = model.config.vae.num_points
     try:
         points = validate_vertices(arrays.get("points", np.zeros((0, 3))), "points")
@@ -350,45 +314,42 @@ def regenerate_region(params, arrays, context):
     frame = _shape_frame(points, metadata, arrays.get("matrix"))
     device = _device()
     generated = pipelines.regenerate_region(model, _to_tensor(frame.to_model(points), device),
-                                            torch.from_numpy(keep).to(device), _generator(params), settings,
-                                            _progress(context))
-    header, arrays_out = _results(params, frame.to_world(generated.cpu().numpy()), context)
-    return {**header, **_generation_header(name, params, settings)}, arrays_out
+                                            torch.from_numpy(keep).to(device), _generator(request),
+                                            _settings(request), _progress(context))
+    header, arrays_out = _results(request, frame.to_world(generated.cpu().numpy()), context)
+    return {**header, **_generation_header(name, request)}, arrays_out
 
 
 def voxel_guided(params, arrays, context):
     """Shapes that follow a blocky voxel guide: its surface points, encoded, diffused and denoised."""
     from backend import pipelines, voxels
 
-    name, model, metadata = _load(params)
-    settings = _settings(params, model.config.diffusion.num_steps)
-    count = _integer(params, "count", 4, 1, 64)
-    tau = _tau(params, 300, model.config.diffusion.num_steps)
-    voxel_size = _number(params, "voxel_size", 0.0, 1e-9, 1e9)
-    centers = arrays.get("voxel_centers")
+    request, name, model, metadata = _load("voxel_guided", params)
+    tau = _tau(request, model.config.diffusion.num_steps)
     try:
-        points = voxels.voxel_surface_points(centers, voxel_size, model.config.vae.num_points,
-                                             seed=_seed(params))
+        points = voxels.voxel_surface_points(arrays.get("voxel_centers"), request["voxel_size"],
+                                             model.config.vae.num_points, seed=request["seed"])
     except (ValueError, TypeError) as exc:
         raise RequestError(f"voxel guide: {exc}") from None
     frame = _shape_frame(points.astype(np.float64), metadata, arrays.get("matrix"))
     encoder = model.encode_voxel_guide
     # LION's diffuse-denoise: fresh noise is what lets the prior replace the guide's blocks.
-    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), count, tau,
-                                     _generator(params), settings, _progress(context), encoder=encoder,
+    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), request["count"], tau,
+                                     _generator(request), _settings(request), _progress(context), encoder=encoder,
                                      invert_points=False)
-    header, arrays_out = _results(params, frame.to_world(generated.cpu().numpy()), context)
-    return {**header, **_generation_header(name, params, settings), "count": count, "tau": tau,
+    header, arrays_out = _results(request, frame.to_world(generated.cpu().numpy()), context)
+    return {**header, **_generation_header(name, request), "count": request["count"], "tau": tau,
             "encoder": "voxel" if encoder is not None else "standard"}, arrays_out
 
 
 def reconstruct(params, arrays, context):
     """A watertight mesh through the points (Shape As Points), in their frame."""
+    request = _fields("reconstruct", params)
     points = arrays.get("points")
     if points is None:
         raise RequestError("reconstruct needs the array 'points' (float [P, 3])")
     context.progress(0, 1, "reconstructing mesh")
-    vertices, faces, normals = _reconstruct_points(points, params)
+    vertices, faces, normals = _reconstruct_points(points, request)
     return ({"vertex_count": len(vertices), "face_count": len(faces), "normals": normals},
             {"vertices": vertices, "faces": faces})
 

@@ -13,11 +13,11 @@ from typing import Callable, Optional
 
 import torch
 
-from backend import diffusion
+from backend import diffusion, op_schema
 
 Progress = Callable[[int, int, str], None]
 SAMPLERS = ("ddim", "ddpm")
-DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale of a category-conditioned shape prior
+DEFAULT_GUIDANCE = op_schema.field("sample", "guidance").default  # classifier-free guidance scale
 
 
 @dataclass

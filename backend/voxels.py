@@ -13,12 +13,13 @@ from typing import NamedTuple, Union
 import numpy as np
 from scipy import ndimage
 
+from backend import op_schema
 from backend.data.sampling import sample_surface_points
 
 SeedLike = Union[int, np.random.Generator, None]
 
-# A dense occupancy grid of this many cells per side is 16.8 MB of booleans: plenty for a guide.
-MAX_RESOLUTION = 256
+# The finest guide the add-on and the command line make; its dense occupancy grid is 2.1 MB of booleans.
+MAX_RESOLUTION = op_schema.GUIDE_RESOLUTION.maximum
 
 # Mesh surfaces are sampled densely enough that every voxel a triangle crosses almost surely
 # receives a point: this many samples per voxel-face area of surface.
@@ -65,7 +66,7 @@ def voxelize(points_or_mesh, resolution: int, filled: bool = False, seed: SeedLi
 
     Raises:
         ValueError: naming the argument, for empty or mis-shaped input, NaN or infinite
-            coordinates, a shape with no size, or a resolution outside 1..256.
+            coordinates, a shape with no size, or a resolution outside 1..MAX_RESOLUTION.
     """
     if not isinstance(resolution, (int, np.integer)) or isinstance(resolution, bool):
         raise ValueError(f"resolution must be an integer, got {resolution!r}")

@@ -11,10 +11,7 @@ import re
 import subprocess
 import threading
 
-try:
-    from .backend import protocol  # the installed extension carries the backend beside the add-on
-except ImportError:  # the source tree: the backend package sits beside lion_blender/
-    from backend import protocol
+from .wire import protocol
 
 STDERR_TAIL_LINES = 60
 

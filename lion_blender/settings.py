@@ -3,29 +3,30 @@ settings (`scene.lion`), so the panel shows exactly what the operators take."""
 import bpy
 
 from . import session
+from .wire import property_bounds
 
 DEFAULT_MODEL = "DEFAULT"
 
 
 def count_property():
-    return bpy.props.IntProperty(name="Count", description="How many shapes to make", default=4, min=1, max=64,
-                                 soft_max=16)
+    return bpy.props.IntProperty(name="Count", description="How many shapes to make",
+                                 soft_max=16, **property_bounds("variations", "count"))
 
 
 def seed_property():
     return bpy.props.IntProperty(name="Seed", description="Random seed: the same seed gives the same shapes",
-                                 default=0, min=0)
+                                 default=0, min=0)  # Blender's integers stop at 2^31 - 1, below the schema's
 
 
 def steps_property():
     return bpy.props.IntProperty(name="Steps", description="Denoising steps (DDIM): more is slower and finer",
-                                 default=25, min=1, max=1000, soft_max=100)
+                                 soft_max=100, **property_bounds("variations", "steps"))
 
 
 def similarity_property():
     return bpy.props.FloatProperty(
         name="Similarity", description="How close to the input the new shapes stay: 1 keeps it, 0 only its kind",
-        default=0.7, min=0.0, max=1.0, subtype="FACTOR")
+        subtype="FACTOR", **property_bounds("variations", "similarity"))
 
 
 def output_property():
@@ -38,22 +39,22 @@ def output_property():
 
 def frames_property():
     return bpy.props.IntProperty(name="Frames", description="Shapes along the interpolation, ends included",
-                                 default=8, min=2, max=256, soft_max=32)
+                                 soft_max=32, **property_bounds("interpolate", "frames"))
 
 
 def voxel_resolution_property():
     return bpy.props.IntProperty(name="Voxels", description="Voxels along the guide's longest side",
-                                 default=16, min=2, max=128, soft_max=48)
+                                 soft_max=48, **property_bounds("guide", "resolution"))
 
 
 def mesh_resolution_property():
     return bpy.props.IntProperty(name="Resolution", description="Grid of the mesh reconstruction: finer is slower",
-                                 default=128, min=32, max=256)
+                                 **property_bounds("reconstruct", "resolution"))
 
 
 def size_property():
     return bpy.props.FloatProperty(name="Size", description="Half the longest side of each new shape",
-                                   default=1.0, min=1e-4, soft_max=10.0, subtype="DISTANCE")
+                                   soft_max=10.0, subtype="DISTANCE", **property_bounds("sample", "size"))
 
 
 ANY_CATEGORY = "any"
@@ -68,7 +69,7 @@ def category_property():
 def guidance_property():
     return bpy.props.FloatProperty(
         name="Guidance", description="How strictly shapes follow the category: 1 is plain, higher is more typical",
-        default=2.0, min=0.0, max=20.0, soft_max=6.0)
+        soft_max=6.0, **property_bounds("sample", "guidance"))
 
 
 def model_property():

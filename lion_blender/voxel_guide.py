@@ -7,7 +7,9 @@ centred on its bounding box, with an edge as long as the box's longest side, spl
 """
 import numpy as np
 
-MAX_RESOLUTION = 128
+from .wire import op_schema
+
+MAX_RESOLUTION = op_schema.GUIDE_RESOLUTION.maximum
 # Samples per voxel-face area of surface: enough that every cell a triangle crosses gets one.
 _SAMPLES_PER_CELL_FACE = 16
 _MIN_SAMPLES, _MAX_SAMPLES = 20_000, 3_000_000

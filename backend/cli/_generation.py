@@ -5,28 +5,46 @@ import sys
 
 import numpy as np
 
+from backend import op_schema
+
 POINT_OUTPUTS = (".npy", ".ply", ".obj", ".off", ".stl", ".glb")
 
 
-def add_common_arguments(parser, count=True):
-    if count:
-        parser.add_argument("--count", type=int, default=4, help="how many shapes (default 4)")
+def add_field_option(parser, op, name, flag=None, help=None):
+    """An option for the field `name` of `op`, from backend/op_schema.py: its type, choices,
+    default and limits, so that the command line offers exactly what the backend accepts."""
+    spec = op_schema.field(op, name)
+    text = help or spec.doc
+    kwargs = {"type": {"int": int, "number": float}.get(spec.kind, str)}
+    if spec.kind == "choice":
+        kwargs["choices"] = spec.choices
+    elif spec.kind in ("int", "number"):
+        text += f"; {spec.bounds()}"
+    if spec.default is not None:
+        text += f" (default {spec.default})"
+    # Defaults are left to the backend (None is not sent), so that exclusive fields such as
+    # --tau and --similarity can each be left out.
+    parser.add_argument(flag or "--" + name.replace("_", "-"), dest=name, default=None, help=text, **kwargs)
+
+
+def add_common_arguments(parser, op):
+    fields = op_schema.OPS[op]
+    if "count" in fields:
+        add_field_option(parser, op, "count")
     parser.add_argument("-o", "--out", required=True,
                         help="results: a .npy file [K, N, 3], or NAME.ply/.obj/... written as NAME_0.ply, NAME_1.ply, ...")
-    parser.add_argument("--model", default=None, help="model name (default: the first one found)")
+    add_field_option(parser, op, "model")
     parser.add_argument("--model-dir", default=None, help="folder with models (.safetensors), searched first")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
-    parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0: deterministic)")
-    parser.add_argument("--output", choices=("points", "mesh"), default="points",
-                        help="points, or meshes reconstructed with Shape As Points")
+    for name in ("seed", "sampler", "steps", "eta", "output"):
+        add_field_option(parser, op, name)
+    add_field_option(parser, op, "resolution", "--mesh-resolution", help="with --output mesh: the Poisson grid")
+    add_field_option(parser, op, "normals", help="with --output mesh: " + op_schema.field(op, "normals").doc)
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
 
 
-def common_params(args):
-    return {"model": args.model, "seed": args.seed, "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
-            "output": args.output}
+def field_params(args, op):
+    """The request fields of `op` the command line gave (None: left to the backend's default)."""
+    return {name: getattr(args, name) for name in op_schema.OPS[op] if getattr(args, name, None) is not None}
 
 
 def read_shape(path):

@@ -5,8 +5,8 @@ from backend.cli import _generation
 def add_arguments(parser):
     parser.add_argument("shape_a", help="first shape: mesh or .npy points")
     parser.add_argument("shape_b", help="last shape: mesh or .npy points")
-    _generation.add_common_arguments(parser, count=False)
-    parser.add_argument("--frames", type=int, default=8, help="frames including both ends (default 8)")
+    _generation.add_common_arguments(parser, "interpolate")
+    _generation.add_field_option(parser, "interpolate", "frames")
 
 
 def run(args):
@@ -19,5 +19,4 @@ def run(args):
                 arrays[f"faces{suffix}"] = faces
     except ValueError as error:
         return _generation.fail(error)
-    params = {**_generation.common_params(args), "frames": args.frames}
-    return _generation.run_op("interpolate", params, arrays, args)
+    return _generation.run_op("interpolate", _generation.field_params(args, "interpolate"), arrays, args)

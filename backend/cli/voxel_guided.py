@@ -1,14 +1,19 @@
 """Generate shapes that follow a blocky voxel guide (a mesh, voxelized here, or a voxel file)."""
 import numpy as np
 
+from backend import op_schema
 from backend.cli import _generation
 
 
 def add_arguments(parser):
     parser.add_argument("input", help="the guide: a mesh to voxelize, or .npz with 'centers' [V, 3] and 'voxel_size'")
-    _generation.add_common_arguments(parser)
-    parser.add_argument("--resolution", type=int, default=16, help="voxels along the longest side when voxelizing")
-    parser.add_argument("--tau", type=int, default=300, help="diffusion step 1..1000: small follows the guide closely")
+    _generation.add_common_arguments(parser, "voxel_guided")
+    guide = op_schema.GUIDE_RESOLUTION
+    parser.add_argument("--resolution", dest="guide_resolution", type=int, default=guide.default,
+                        help=f"when voxelizing a mesh: {guide.doc}; {guide.bounds()} (default {guide.default})")
+    _generation.add_field_option(parser, "voxel_guided", "similarity")
+    _generation.add_field_option(parser, "voxel_guided", "tau", help="the diffusion step to start from, instead of "
+                                 "--similarity: small follows the guide closely")
 
 
 def run(args):
@@ -20,9 +25,9 @@ def run(args):
                 centers, voxel_size = guide_file["centers"], float(guide_file["voxel_size"])
         else:
             vertices, faces = _generation.read_shape(args.input)
-            guide = voxelize(vertices if faces is None else (vertices, faces), args.resolution, filled=True)
+            guide = voxelize(vertices if faces is None else (vertices, faces), args.guide_resolution, filled=True)
             centers, voxel_size = guide.centers, guide.voxel_size
     except (OSError, KeyError, ValueError) as error:
         return _generation.fail(error)
-    params = {**_generation.common_params(args), "count": args.count, "tau": args.tau, "voxel_size": voxel_size}
+    params = {**_generation.field_params(args, "voxel_guided"), "voxel_size": voxel_size}
     return _generation.run_op("voxel_guided", params, {"voxel_centers": centers.astype(np.float32)}, args)

@@ -137,3 +137,22 @@ def test_interpolation_panel_shows_the_slider_and_bake_for_an_interpolation(lion
     bpy.context.active_object["lion_blend"] = 0.0
     record = draw("LION_PT_interpolate")
     assert '["lion_blend"]' in record["props"] and "lion.bake_interpolation" in buttons(record)
+
+
+# Each scene setting and the request field it is sent as ("guide": made by the add-on itself).
+SETTING_FIELDS = {"count": ("variations", "count"), "steps": ("variations", "steps"),
+                  "similarity": ("variations", "similarity"), "frames": ("interpolate", "frames"),
+                  "mesh_resolution": ("reconstruct", "resolution"), "guidance": ("sample", "guidance"),
+                  "size": ("sample", "size"), "voxel_resolution": ("guide", "resolution")}
+
+
+def test_settings_take_default_and_limits_from_the_backends_op_schema(lion, scene):
+    from importlib import import_module
+
+    schema = import_module(f"{lion.__name__}.wire").op_schema  # the copy the extension carries
+    properties = scene.lion.bl_rna.properties
+    for setting, (op, name) in SETTING_FIELDS.items():
+        spec = schema.GUIDE_RESOLUTION if op == "guide" else schema.field(op, name)
+        prop = properties[setting]
+        assert (prop.default, prop.hard_min) == pytest.approx((spec.default, spec.minimum)), setting
+        assert prop.hard_max == pytest.approx(spec.maximum), setting
