@@ -17,7 +17,7 @@ from mathutils import Matrix
 from . import jobs, mesh_io, voxel_guide
 from .jobs import Task
 from .layout import (LAYOUT_GAP, Source, generation_params, layout_offsets, model_frame, point_radius,
-                     result_properties, shape_arrays, transform, translation)
+                     reply_shapes, result_properties, shape_arrays, transform, translation)
 from .mesh_io import SelectionError
 from .preferences import backend_client
 
@@ -48,20 +48,18 @@ def _select_only(context, objects):
 def _create_results(context, header, arrays, source, name, properties, first_offset=1):
     """Objects for the `points` [K, N, 3] (or meshes) of one reply, laid out beside `source`."""
     collection = mesh_io.results_collection(context.scene)
-    points = arrays["points"]
-    offsets = layout_offsets(source.width, len(points), start=first_offset)
+    shapes = reply_shapes(header, arrays)
     created = []
-    for index, offset in enumerate(offsets):
-        matrix = source.result_matrix(offset)
-        label = f"{name} {index + 1}" if len(points) > 1 else name
-        if header.get("output") == "mesh":
-            vertices = source.to_local(arrays[f"mesh_vertices_{index}"])
-            data = mesh_io.new_polygon_mesh(label, vertices, arrays[f"mesh_faces_{index}"])
-            created.append(mesh_io.add_object(label, data, collection, Matrix(matrix), properties))
+    for index, ((vertices, faces), offset) in enumerate(zip(shapes, layout_offsets(source.width, len(shapes),
+                                                                                 start=first_offset))):
+        matrix = Matrix(source.result_matrix(offset))
+        label = f"{name} {index + 1}" if len(shapes) > 1 else name
+        local = source.to_local(vertices)
+        if faces is not None:
+            created.append(mesh_io.add_object(label, mesh_io.new_polygon_mesh(label, local, faces), collection,
+                                              matrix, properties))
         else:
-            local = source.to_local(points[index])
-            obj = mesh_io.add_object(label, mesh_io.new_points_mesh(label, local), collection, Matrix(matrix),
-                                     properties)
+            obj = mesh_io.add_object(label, mesh_io.new_points_mesh(label, local), collection, matrix, properties)
             mesh_io.show_as_points(obj, point_radius(local))
             created.append(obj)
     return created

@@ -101,6 +101,22 @@ def result_properties(op, header, settings, source=""):
     return properties
 
 
+def reply_shapes(header, arrays):
+    """The shapes of a generating op's reply, in order: (world vertices float [P, 3], triangles
+    int [F, 3] or None for points). With output "mesh" each shape is its reconstructed mesh
+    (`mesh_vertices_k`, `mesh_faces_k`), else the k-th of `points` [K, N, 3]."""
+    points = arrays.get("points")
+    if points is None or points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"the reply carries no points [K, N, 3]: {sorted(arrays)}")
+    if header.get("output") != "mesh":
+        return [(shape, None) for shape in points]
+    missing = [f"mesh_{part}_{k}" for k in range(len(points)) for part in ("vertices", "faces")
+               if f"mesh_{part}_{k}" not in arrays]
+    if missing:
+        raise ValueError(f"the reply's meshes are incomplete: no {', '.join(missing)}")
+    return [(arrays[f"mesh_vertices_{k}"], arrays[f"mesh_faces_{k}"]) for k in range(len(points))]
+
+
 def shape_arrays(vertices, faces, matrix, suffix=""):
     """The arrays of one input shape in a request: its world vertices, its faces (if any) and
     the model frame of its matrix."""

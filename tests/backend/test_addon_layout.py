@@ -74,3 +74,25 @@ def test_requests_and_results_carry_what_was_used():
         "op": "variations", "seed": 9, "steps": 30, "model": "default", "tau": 280, "category": "chair",
         "source": "Chair"}
     assert layout.result_properties("sample", {}, settings) == {"op": "sample", "seed": 7, "steps": 25, "model": ""}
+
+
+def test_reply_shapes_are_the_points_or_the_reconstructed_meshes():
+    points = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    as_points = layout.reply_shapes({"output": "points"}, {"points": points})
+    assert len(as_points) == 2 and all(faces is None for _, faces in as_points)
+    assert np.array_equal(as_points[1][0], points[1])
+    meshes = {"points": points, **{f"mesh_vertices_{k}": points[k] * 2 for k in range(2)},
+              **{f"mesh_faces_{k}": np.array([[0, 1, 2]], np.int32) for k in range(2)}}
+    as_meshes = layout.reply_shapes({"output": "mesh"}, meshes)
+    assert np.array_equal(as_meshes[0][0], points[0] * 2) and as_meshes[1][1].shape == (1, 3)
+
+
+@pytest.mark.parametrize("header, arrays, message", [
+    ({"output": "points"}, {}, "no points"),
+    ({"output": "points"}, {"points": np.zeros((5, 3), np.float32)}, "no points"),
+    ({"output": "mesh"}, {"points": np.zeros((2, 5, 3), np.float32), "mesh_vertices_0": np.zeros((3, 3)),
+                          "mesh_faces_0": np.zeros((1, 3), np.int32)}, "no mesh_vertices_1, mesh_faces_1"),
+])
+def test_an_incomplete_reply_is_named(header, arrays, message):
+    with pytest.raises(ValueError, match=message):
+        layout.reply_shapes(header, arrays)
