@@ -85,9 +85,10 @@ class ShapeFrame:
         return ((local - self.center) / self.half_extent * self.model_half_extent).astype(np.float32)
 
     def to_world(self, points):
-        """Model space [..., 3] -> world float32 [..., 3], the inverse of to_model."""
+        """Model space [..., 3] -> world float64 [..., 3], the inverse of to_model (float64: a
+        shape far from the origin keeps its detail)."""
         local = np.asarray(points, np.float64) / self.model_half_extent * self.half_extent + self.center
-        return self.local_to_world(local).astype(np.float32)
+        return self.local_to_world(local)
 
     def blend(self, other, s):
         """The placement a fraction `s` of the way from this frame to `other`, in this frame's
@@ -119,7 +120,7 @@ def shape_points(vertices, faces=None, count=2048, seed=0):
         raise GeometryError(f"the mesh has {len(faces):,} triangles, more than the {MAX_FACES:,} this backend accepts; "
                             "decimate it first")
     try:
-        return sample_surface_points(vertices, faces, count, seed=seed).astype(np.float64)
+        return sample_surface_points(vertices, faces, count, seed=seed, world=True)
     except ValueError as error:
         raise GeometryError(str(error)) from None
 

@@ -186,7 +186,7 @@ def _to_tensor(points, device):
 
 def _results(request, points_world, context):
     """The result of a generation op: points, and meshes when output is "mesh"."""
-    arrays = {"points": np.ascontiguousarray(points_world, dtype=np.float32)}
+    arrays = {"points": np.ascontiguousarray(points_world, dtype=np.float64)}  # world: float64 keeps detail far out
     header = {"output": request["output"]}
     if request["output"] == "mesh":
         for index, points in enumerate(points_world):
@@ -211,7 +211,7 @@ def _sap_network(request):
 
 
 def _reconstruct_points(points, request):
-    """(vertices float32 [V, 3], faces int32 [F, 3], "network" or "estimated")."""
+    """(vertices float64 [V, 3] in the points' frame, faces int32 [F, 3], "network" or "estimated")."""
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
     network = _sap_network(request)
@@ -219,7 +219,7 @@ def _reconstruct_points(points, request):
         mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=_device())
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
+    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
 
 
 def _generation_header(name, request):
@@ -331,7 +331,7 @@ def voxel_guided(params, arrays, context):
                                              model.config.vae.num_points, seed=request["seed"])
     except (ValueError, TypeError) as exc:
         raise RequestError(f"voxel guide: {exc}") from None
-    frame = _shape_frame(points.astype(np.float64), metadata, arrays.get("matrix"))
+    frame = _shape_frame(points, metadata, arrays.get("matrix"))
     encoder = model.encode_voxel_guide
     # LION's diffuse-denoise: fresh noise is what lets the prior replace the guide's blocks.
     generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), request["count"], tau,

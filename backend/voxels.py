@@ -36,7 +36,7 @@ _FACE_DIRECTIONS = np.array(
 class VoxelGuide(NamedTuple):
     """Occupied voxels of a shape.
 
-    centers:    float32 [V, 3], the centre of each occupied voxel, in the shape's frame.
+    centers:    float64 [V, 3], the centre of each occupied voxel, in the shape's frame.
     voxel_size: float, the edge length of every voxel.
     """
 
@@ -61,7 +61,7 @@ def voxelize(points_or_mesh, resolution: int, filled: bool = False, seed: SeedLi
         seed: seeds the mesh sampling (int, numpy Generator, or None); unused for points.
 
     Returns:
-        VoxelGuide(centers float32 [V, 3] in the input's frame, ordered by lattice index
+        VoxelGuide(centers float64 [V, 3] in the input's frame, ordered by lattice index
         (x, then y, then z), voxel_size float).
 
     Raises:
@@ -90,7 +90,7 @@ def voxelize(points_or_mesh, resolution: int, filled: bool = False, seed: SeedLi
         occupied = ndimage.binary_fill_holes(occupied)
 
     centers = origin + (np.argwhere(occupied) + 0.5) * voxel_size
-    return VoxelGuide(centers.astype(np.float32), voxel_size)
+    return VoxelGuide(centers.astype(np.float64), voxel_size)
 
 
 def voxel_surface_points(voxel_centers, voxel_size: float, count: int, seed: SeedLike = 0) -> np.ndarray:
@@ -110,7 +110,8 @@ def voxel_surface_points(voxel_centers, voxel_size: float, count: int, seed: See
             always give the same points.
 
     Returns:
-        float32 [count, 3], points on the outside faces, in the frame of `voxel_centers`.
+        float64 [count, 3], points on the outside faces, in the frame of `voxel_centers` (float64, so
+        that a guide far from the origin keeps its shape).
 
     Raises:
         ValueError: naming the argument, for empty or mis-shaped centres, NaN or infinite
@@ -144,8 +145,7 @@ def voxel_surface_points(voxel_centers, voxel_size: float, count: int, seed: See
     # others spread uniformly across the face.
     offsets = rng.uniform(-0.5, 0.5, size=(count, 3))
     offsets = np.where(directions != 0, 0.5 * directions, offsets)
-    points = origin + (face_cells[chosen] + offsets) * voxel_size
-    return points.astype(np.float32)
+    return origin + (face_cells[chosen] + offsets) * voxel_size
 
 
 def _outside_faces(cells):
@@ -198,8 +198,8 @@ def _dense_mesh_points(vertices, faces, voxel_size, seed):
     corners = vertices[faces]
     area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum()
     count = int(np.clip(np.ceil(area / voxel_size**2 * _SAMPLES_PER_VOXEL_FACE), _MIN_MESH_SAMPLES, _MAX_MESH_SAMPLES))
-    samples = sample_surface_points(vertices, faces, count, seed)
-    return np.concatenate([samples.astype(np.float64), vertices])
+    samples = sample_surface_points(vertices, faces, count, seed, world=True)
+    return np.concatenate([samples, vertices])
 
 
 def _finite_points(values, name, empty_reason):

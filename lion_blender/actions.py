@@ -75,7 +75,7 @@ def _read_sources(context, objects):
 
 
 def read_shape(obj, depsgraph):
-    """World-space (vertices float32 [V, 3], triangles int32 [F, 3], matrix float64 [4, 4]) of an
+    """World-space (vertices float64 [V, 3], triangles int32 [F, 3], matrix float64 [4, 4]) of an
     input: a LION point result gives its points (no faces), any other mesh its evaluated surface."""
     if mesh_io.POINTS_MODIFIER in obj.modifiers and obj.type == "MESH":
         vertices = mesh_io.read_vertices(obj)
@@ -157,10 +157,13 @@ def create_interpolation(context, name, frames_world, offset, properties):
     """A points object whose shape keys are the frames (float [K, N, 3], world space) and whose
     `lion_blend` property (0..1) drives them, placed at the world-space `offset` float [3]."""
     count = len(frames_world)
-    local = np.asarray(frames_world, dtype=np.float32)
+    # The object sits at the first frame's centre, its vertices relative to it: float32 vertices
+    # keep their detail however far from the origin the frames are.
+    anchor = np.asarray(frames_world[0], np.float64).mean(axis=0)
+    local = (np.asarray(frames_world, np.float64) - anchor).astype(np.float32)
     collection = mesh_io.results_collection(context.scene)
     obj = mesh_io.add_object(name, mesh_io.new_points_mesh(name, local[0]), collection,
-                             Matrix.Translation(offset), properties)
+                             Matrix.Translation(anchor + offset), properties)
     mesh_io.show_as_points(obj, point_radius(local[0]))
     obj[BLEND_PROPERTY] = 0.0
     obj.id_properties_ui(BLEND_PROPERTY).update(min=0.0, max=1.0, soft_min=0.0, soft_max=1.0, subtype="FACTOR",
@@ -293,7 +296,7 @@ def make_voxel_guides(context, resolution):
 
 
 def guide_voxels(obj, depsgraph, resolution):
-    """World-space voxel centres float32 [M, 3], world voxel size and matrix float64 [4, 4] of a
+    """World-space voxel centres float64 [M, 3], world voxel size and matrix float64 [4, 4] of a
     guide: read from its faces (so hand edits count), or made from any other mesh at `resolution`."""
     matrix = mesh_io.matrix_array(obj.matrix_world)
     if obj.mode == "EDIT":
@@ -301,7 +304,7 @@ def guide_voxels(obj, depsgraph, resolution):
     if VOXEL_SIZE not in obj or not len(obj.data.polygons):
         vertices, faces, _ = read_shape(obj, depsgraph)
         cells, origin, size = voxel_guide.voxelize_mesh(vertices, faces, resolution)
-        return (origin + (cells + 0.5) * size).astype(np.float32), size, matrix
+        return origin + (cells + 0.5) * size, size, matrix
     mesh = obj.data
     centers, normals = (np.empty(len(mesh.polygons) * 3, dtype=np.float32) for _ in range(2))
     mesh.polygons.foreach_get("center", centers)
@@ -310,7 +313,7 @@ def guide_voxels(obj, depsgraph, resolution):
     local = voxel_guide.voxels_from_faces(centers.reshape(-1, 3), normals.reshape(-1, 3),
                                           np.array(obj[VOXEL_ORIGIN], dtype=np.float64), size)
     scale = abs(np.linalg.det(matrix[:3, :3])) ** (1.0 / 3.0)  # voxel edge in world units
-    return transform(local, matrix).astype(np.float32), size * scale, matrix
+    return transform(local, matrix), size * scale, matrix
 
 
 def start_voxel_guided(context, settings):

@@ -55,7 +55,8 @@ def matrix_array(matrix):
 def read_evaluated_mesh(obj, depsgraph):
     """The mesh as the artist sees it (modifiers applied), in world space.
 
-    Returns (vertices float32 [V, 3], triangles int32 [F, 3], matrix_world float64 [4, 4]);
+    Returns (vertices float64 [V, 3], triangles int32 [F, 3], matrix_world float64 [4, 4]): world
+    coordinates in float64, so that an object far from the origin keeps its shape;
     raises SelectionError for an object that is not a mesh or has no vertices.
     """
     if obj.type != "MESH":
@@ -73,19 +74,18 @@ def read_evaluated_mesh(obj, depsgraph):
     if len(local) == 0:
         raise SelectionError(f"'{obj.name}' is an empty mesh: it has no vertices")
     matrix = matrix_array(obj.matrix_world)
-    vertices = transform(local.reshape(-1, 3), matrix).astype(np.float32)
-    return vertices, triangles.reshape(-1, 3), matrix
+    return transform(local.reshape(-1, 3), matrix), triangles.reshape(-1, 3), matrix
 
 
 def read_vertices(obj, selected_only=False):
-    """The object's own mesh vertices (no modifiers) in world space, float32 [V, 3], and, with
+    """The object's own mesh vertices (no modifiers) in world space, float64 [V, 3], and, with
     `selected_only`, their selection bool [V] (read from Edit Mode's current state)."""
     if obj.mode == "EDIT":
         obj.update_from_editmode()
     mesh = obj.data
     local = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
     mesh.vertices.foreach_get("co", local)
-    vertices = transform(local.reshape(-1, 3), matrix_array(obj.matrix_world)).astype(np.float32)
+    vertices = transform(local.reshape(-1, 3), matrix_array(obj.matrix_world))
     if not selected_only:
         return vertices
     selection = np.empty(len(mesh.vertices), dtype=bool)

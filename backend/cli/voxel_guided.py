@@ -30,4 +30,4 @@ def run(args):
     except (OSError, KeyError, ValueError) as error:
         return _generation.fail(error)
     params = {**_generation.field_params(args, "voxel_guided"), "voxel_size": voxel_size}
-    return _generation.run_op("voxel_guided", params, {"voxel_centers": centers.astype(np.float32)}, args)
+    return _generation.run_op("voxel_guided", params, {"voxel_centers": centers}, args)

@@ -81,9 +81,15 @@ def sample_surface(vertices, faces, count: int, seed: SeedLike = 0) -> SurfaceSa
     return SurfaceSamples(points.astype(np.float32), normals.astype(np.float32), face_index.astype(np.int64))
 
 
-def sample_surface_points(vertices, faces, count: int, seed: SeedLike = 0) -> np.ndarray:
-    """Like `sample_surface` but returns only the points, float32 [count, 3]."""
-    return sample_surface(vertices, faces, count, seed).points
+def sample_surface_points(vertices, faces, count: int, seed: SeedLike = 0, world: bool = False) -> np.ndarray:
+    """Like `sample_surface` but returns only the points, float32 [count, 3]; with `world`,
+    float64, drawn relative to the mesh's centre, so that a mesh far from the origin (where
+    float32's spacing is coarse) keeps its detail. The same draws either way."""
+    if not world:
+        return sample_surface(vertices, faces, count, seed).points
+    vertices = np.asarray(vertices)
+    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0 if vertices.ndim == 2 and len(vertices) else 0.0
+    return sample_surface(vertices - center, faces, count, seed).points + np.asarray(center, np.float64)
 
 
 def _validated_mesh(vertices, faces):

@@ -73,7 +73,7 @@ def guide_points(shape_points, clean_points, resolution, rng):
     count of `clean_points` (float [N, 3]), moved and uniformly scaled so that their bounding
     box has the centre and longest side of the clean points' box."""
     guide = voxelize(shape_points, resolution, filled=True)
-    points = voxel_surface_points(guide.centers, guide.voxel_size, len(clean_points), rng).astype(np.float64)
+    points = voxel_surface_points(guide.centers, guide.voxel_size, len(clean_points), rng)
     return fit_box(points, clean_points).astype(np.float32)
 
 

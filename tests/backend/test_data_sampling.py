@@ -130,3 +130,14 @@ def test_normalization_rejects_bad_input():
         normalization_from_json({"kind": "per_vertex"})
     with pytest.raises(ValueError, match="points must have shape"):
         ShapeBoxNormalization().normalize(np.ones((4, 2)))
+
+
+def test_world_sampling_keeps_the_detail_of_a_mesh_far_from_the_origin():
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float64)
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
+    far = np.array([1e8, 3e7, -5e7])
+    near = sample_surface_points(vertices, faces, 500, seed=4, world=True)
+    moved = sample_surface_points(vertices + far, faces, 500, seed=4, world=True)
+    assert moved.dtype == np.float64
+    np.testing.assert_allclose(moved - far, near, atol=1e-6)
+    np.testing.assert_allclose(near, sample_surface_points(vertices, faces, 500, seed=4), atol=1e-6)

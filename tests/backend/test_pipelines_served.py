@@ -135,7 +135,7 @@ def test_sample_by_category_with_guidance(server):
 def test_sample_places_shapes_at_the_requested_center_and_size(server):
     events, header, out = ok(server, {"id": 2, "op": "sample", "count": 2, "steps": 3, "seed": 1,
                                       "center": [5.0, 0.0, -2.0], "size": 2.0})
-    assert out["points"].shape == (2, N, 3) and out["points"].dtype == np.float32
+    assert out["points"].shape == (2, N, 3) and out["points"].dtype == np.float64
     assert header["model"] == "untrained" and header["steps"] == 3
     assert events and events[-1]["step"] == events[-1]["total"]
     assert {e["stage"] for e in events} == {"shape latent", "latent points"}
@@ -182,6 +182,27 @@ def test_variations_follow_a_translated_and_scaled_input(server):
     moved = vertices * 3.0 + np.array([10.0, -4.0, 2.0], np.float32)
     _, _, result = ok(server, {**request, "id": 7}, {"vertices": moved, "faces": faces})
     assert_same_shapes(result["points"], base["points"] * 3.0 + np.array([10.0, -4.0, 2.0]), size=3.0)
+
+
+def test_a_shape_far_from_the_origin_keeps_its_detail(server):
+    """World coordinates travel as float64: at x = 1e8, float32's spacing is 8, so a unit box
+    sent or returned in float32 would come back flat. Every geometry op keeps it."""
+    vertices, faces = box_mesh()
+    far = np.array([1e8, -3e7, 5e7])
+    near_vertices, far_vertices = vertices.astype(np.float64), vertices.astype(np.float64) + far
+    request = {"op": "variations", "count": 1, "tau": 100, "steps": 3, "seed": 3}
+    _, _, base = ok(server, {**request, "id": 50}, {"vertices": near_vertices, "faces": faces})
+    _, _, result = ok(server, {**request, "id": 51}, {"vertices": far_vertices, "faces": faces})
+    np.testing.assert_allclose(result["points"] - far, base["points"], atol=1e-5)
+    mesh = {"op": "reconstruct", "resolution": 32, "normals": "estimated"}
+    _, _, base = ok(server, {**mesh, "id": 52}, {"points": base["points"][0]})
+    _, _, result = ok(server, {**mesh, "id": 53}, {"points": base["vertices"] + far})
+    assert np.ptp(result["vertices"], axis=0).min() > 0.5, "the mesh kept its size"
+    centers = np.array([[x, y, z] for x in (0.5, 1.5) for y in (0.5, 1.5) for z in (0.5, 1.5)])
+    guided = {"op": "voxel_guided", "voxel_size": 1.0, "count": 1, "tau": 100, "steps": 2, "seed": 1}
+    _, _, base = ok(server, {**guided, "id": 54}, {"voxel_centers": centers})
+    _, _, result = ok(server, {**guided, "id": 55}, {"voxel_centers": centers + far})
+    np.testing.assert_allclose(result["points"] - far, base["points"], atol=1e-5)
 
 
 def test_variations_follow_a_rotated_object_through_its_matrix(server):

@@ -23,7 +23,7 @@ def _cells(guide):
 
 def test_cube_points_give_a_hollow_shell_of_voxels():
     guide = voxelize(_box_points(30000, seed=1), resolution=8)
-    assert guide.centers.dtype == np.float32 and guide.centers.shape[1] == 3
+    assert guide.centers.dtype == np.float64 and guide.centers.shape[1] == 3
     assert guide.voxel_size == pytest.approx(0.25)
     # the shell of an 8x8x8 block: every cell but the 6x6x6 inside
     assert len(guide.centers) == 8**3 - 6**3
@@ -68,7 +68,7 @@ def test_resolution_counts_cells_along_the_longest_side():
 
 def test_one_voxel_surface_is_its_six_faces_uniformly():
     points = voxel_surface_points([[1.0, 2.0, 3.0]], 0.5, 60000, seed=2)
-    assert points.shape == (60000, 3) and points.dtype == np.float32
+    assert points.shape == (60000, 3) and points.dtype == np.float64
     offsets = (points - [1.0, 2.0, 3.0]) / 0.5
     assert (np.abs(offsets) <= 0.5 + 1e-5).all()
     on_face = np.isclose(np.abs(offsets), 0.5, atol=1e-5)

@@ -92,6 +92,27 @@ def test_variations_as_meshes_are_smooth_real_meshes(scene):
     assert smooth.all()
 
 
+def local_vertices(obj):
+    local = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+    obj.data.vertices.foreach_get("co", local)
+    return local.reshape(-1, 3)
+
+
+def test_a_mesh_far_from_the_origin_gets_the_same_variations(scene):
+    """World coordinates go to the backend and back in float64: at x = 1e8 float32's spacing is
+    8, so a unit cube read or returned in float32 came back flat."""
+    made = []
+    for location in ((0.0, 0.0, 0.0), (1e8, -2e7, 0.0)):
+        source = add_mesh("cube", location=location)
+        select(source)
+        assert bpy.ops.lion.variations(count=1, similarity=0.9, **FAST) == {"FINISHED"}
+        (result,) = [obj for obj in results(scene) if obj.name not in {o.name for o in made}]
+        made.append(result)
+    near, far = (local_vertices(obj) for obj in made)
+    assert np.ptp(far, axis=0).min() > 0.5, "the far result kept its size"
+    np.testing.assert_allclose(far, near, atol=1e-3)
+
+
 def test_several_selected_meshes_each_get_their_variations(scene):
     first, second = add_mesh("cube"), add_mesh("cone", location=(0, 5, 0))
     select(first, second)
