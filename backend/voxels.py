@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from backend import op_schema
-from backend.data.sampling import sample_surface_points
+from backend.data.sampling import sample_surface_points, triangle_double_areas
 
 SeedLike = Union[int, np.random.Generator, None]
 
@@ -195,8 +195,7 @@ def _shape_arrays(points_or_mesh):
 
 def _dense_mesh_points(vertices, faces, voxel_size, seed):
     """Surface samples plus the vertices, dense enough to touch every voxel the mesh crosses."""
-    corners = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum()
+    area = 0.5 * triangle_double_areas(vertices, faces).sum()
     count = int(np.clip(np.ceil(area / voxel_size**2 * _SAMPLES_PER_VOXEL_FACE), _MIN_MESH_SAMPLES, _MAX_MESH_SAMPLES))
     samples = sample_surface_points(vertices, faces, count, seed, world=True)
     return np.concatenate([samples, vertices])

@@ -52,11 +52,7 @@ def sample_surface(vertices, faces, count: int, seed: SeedLike = 0) -> SurfaceSa
         raise ValueError(f"count must be a positive integer, got {count!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
-    corners = vertices[faces]  # [F, 3 corners, 3]
-    edge_a = corners[:, 1] - corners[:, 0]
-    edge_b = corners[:, 2] - corners[:, 0]
-    cross = np.cross(edge_a, edge_b)
-    double_areas = np.linalg.norm(cross, axis=1)
+    double_areas = triangle_double_areas(vertices, faces)
     total = double_areas.sum()
     if not np.isfinite(total) or total <= 0.0:
         raise ValueError(
@@ -69,16 +65,34 @@ def sample_surface(vertices, faces, count: int, seed: SeedLike = 0) -> SurfaceSa
     # Rounding can put a draw exactly on the last boundary; keep it on a triangle with area.
     face_index = np.minimum(face_index, np.flatnonzero(double_areas > 0)[-1])
 
+    # Only the chosen triangles' corners are gathered: a mesh of millions of triangles never
+    # holds a [F, 3, 3] array.
+    corners = vertices[faces[face_index]]  # [count, 3 corners, 3]
+    edge_a, edge_b = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     # Uniform barycentric coordinates: fold the unit square onto the triangle.
     u, v = rng.random(count), rng.random(count)
     outside = u + v > 1.0
     u[outside], v[outside] = 1.0 - u[outside], 1.0 - v[outside]
-    points = corners[face_index, 0] + u[:, None] * edge_a[face_index] + v[:, None] * edge_b[face_index]
+    points = corners[:, 0] + u[:, None] * edge_a + v[:, None] * edge_b
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit_normals = cross / double_areas[:, None]
-    normals = unit_normals[face_index]
+    cross = np.cross(edge_a, edge_b)
+    normals = cross / np.linalg.norm(cross, axis=1, keepdims=True)  # chosen triangles have area
     return SurfaceSamples(points.astype(np.float32), normals.astype(np.float32), face_index.astype(np.int64))
+
+
+# Triangles per slice of the area computation: bounds its temporary arrays to about 200 MB.
+_AREA_CHUNK = 1 << 20
+
+
+def triangle_double_areas(vertices, faces):
+    """Twice the area of each triangle, float64 [F], computed in slices so that memory stays
+    bounded for any number of triangles (`vertices` float64 [V, 3], `faces` int [F, 3])."""
+    areas = np.empty(len(faces))
+    for start in range(0, len(faces), _AREA_CHUNK):
+        corners = vertices[faces[start:start + _AREA_CHUNK]]
+        areas[start:start + _AREA_CHUNK] = np.linalg.norm(
+            np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    return areas
 
 
 def sample_surface_points(vertices, faces, count: int, seed: SeedLike = 0, world: bool = False) -> np.ndarray:
@@ -118,4 +132,4 @@ def _validated_mesh(vertices, faces):
     if not np.isfinite(vertices).all():
         bad = int((~np.isfinite(vertices)).any(axis=1).sum())
         raise ValueError(f"vertices: {bad} vertex positions are NaN or infinite")
-    return vertices, faces.astype(np.int64, copy=False)
+    return vertices, faces

@@ -141,3 +141,37 @@ def test_world_sampling_keeps_the_detail_of_a_mesh_far_from_the_origin():
     assert moved.dtype == np.float64
     np.testing.assert_allclose(moved - far, near, atol=1e-6)
     np.testing.assert_allclose(near, sample_surface_points(vertices, faces, 500, seed=4), atol=1e-6)
+
+
+def reference_sample_surface(vertices, faces, count, seed):
+    """The plain version: every triangle's corners at once (what sample_surface computes in slices)."""
+    rng = np.random.default_rng(seed)
+    corners = np.asarray(vertices, np.float64)[faces]
+    edge_a, edge_b = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    cross = np.cross(edge_a, edge_b)
+    areas = np.linalg.norm(cross, axis=1)
+    cumulative = np.cumsum(areas)
+    index = np.minimum(np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right"),
+                       np.flatnonzero(areas > 0)[-1])
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1.0
+    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
+    points = corners[index, 0] + u[:, None] * edge_a[index] + v[:, None] * edge_b[index]
+    return points, cross[index] / areas[index, None], index
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sampling_in_slices_matches_the_plain_version(seed, monkeypatch):
+    import backend.data.sampling as sampling
+
+    rng = np.random.default_rng(seed)
+    vertices = rng.normal(size=(int(rng.integers(3, 40)), 3))
+    faces = rng.integers(0, len(vertices), size=(int(rng.integers(1, 60)), 3)).astype(np.int32)
+    faces[0] = [0, 1, 2]  # at least one triangle with area
+    faces[-1] = [3 % len(vertices)] * 3  # and a degenerate one
+    monkeypatch.setattr(sampling, "_AREA_CHUNK", int(rng.integers(1, 8)))  # awkward slice sizes
+    points, normals, index = reference_sample_surface(vertices, faces, 300, seed)
+    samples = sample_surface(vertices, faces, 300, seed)
+    np.testing.assert_array_equal(samples.face_index, index)
+    np.testing.assert_allclose(samples.points, points.astype(np.float32), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(samples.normals, normals.astype(np.float32), rtol=0, atol=1e-6)
