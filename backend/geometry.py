@@ -12,11 +12,7 @@ from typing import Optional
 import numpy as np
 
 from backend.data.sampling import sample_surface_points
-
-# Beyond this the request is refused rather than risk the artist's memory: 5 million faces
-# (120 MB of int64 indices, 60 MB of float32 vertices) still fit comfortably.
-MAX_FACES = 20_000_000
-MAX_VERTICES = 20_000_000
+from backend.op_schema import MAX_TRIANGLES, MAX_VERTICES
 
 
 class GeometryError(ValueError):
@@ -116,8 +112,8 @@ def shape_points(vertices, faces=None, count=2048, seed=0):
     faces = np.asarray(faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
         raise GeometryError(f"faces must be integers of shape [F, 3], got {faces.dtype} {list(faces.shape)}")
-    if len(faces) > MAX_FACES:
-        raise GeometryError(f"the mesh has {len(faces):,} triangles, more than the {MAX_FACES:,} this backend accepts; "
+    if len(faces) > MAX_TRIANGLES:
+        raise GeometryError(f"the mesh has {len(faces):,} triangles, more than the {MAX_TRIANGLES:,} this backend accepts; "
                             "decimate it first")
     try:
         return sample_surface_points(vertices, faces, count, seed=seed, world=True)

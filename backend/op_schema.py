@@ -158,6 +158,12 @@ OPS = {
 # Pairs of fields a request may give one of, not both.
 EXCLUSIVE = {"variations": ("tau", "similarity"), "voxel_guided": ("tau", "similarity")}
 
+# The largest shape a request may carry: 10 million float64 vertices and int32 triangles are
+# 360 MB, inside a frame's 512 MB of arrays (protocol.py). The add-on refuses bigger meshes
+# before reading them out of Blender, the backend before any work.
+MAX_VERTICES = 10_000_000
+MAX_TRIANGLES = 10_000_000
+
 # Not a request field: a voxel guide is made by the add-on (or the CLI) and sent as voxel
 # centers; this is the finest guide either makes, voxels along its longest side.
 GUIDE_RESOLUTION = Field("resolution", "int", 16, 2, 128, doc="voxels along the guide's longest side")

@@ -6,6 +6,7 @@ import bpy
 import numpy as np
 
 from .layout import transform
+from .wire import op_schema
 
 RESULTS_COLLECTION = "LION Results"
 POINTS_NODE_GROUP = "LION Points"
@@ -14,6 +15,13 @@ POINTS_MODIFIER = "Mesh to Points"
 
 class SelectionError(Exception):
     """The selection does not fit the action; the message tells the artist what to select."""
+
+
+def _check_budget(name, count, what, limit):
+    """Refuse a mesh beyond what the backend takes before copying it out of Blender."""
+    if count > limit:
+        raise SelectionError(f"'{name}' has {count:,} {what}, more than the {limit:,} LION takes: "
+                             "reduce it first (e.g. a Decimate modifier)")
 
 
 def describe_non_mesh(obj):
@@ -64,9 +72,11 @@ def read_evaluated_mesh(obj, depsgraph):
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
+        _check_budget(obj.name, len(mesh.vertices), "vertices", op_schema.MAX_VERTICES)
+        mesh.calc_loop_triangles()
+        _check_budget(obj.name, len(mesh.loop_triangles), "triangles", op_schema.MAX_TRIANGLES)
         local = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
         mesh.vertices.foreach_get("co", local)
-        mesh.calc_loop_triangles()
         triangles = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
         mesh.loop_triangles.foreach_get("vertices", triangles)
     finally:
@@ -83,6 +93,7 @@ def read_vertices(obj, selected_only=False):
     if obj.mode == "EDIT":
         obj.update_from_editmode()
     mesh = obj.data
+    _check_budget(obj.name, len(mesh.vertices), "vertices", op_schema.MAX_VERTICES)
     local = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
     mesh.vertices.foreach_get("co", local)
     vertices = transform(local.reshape(-1, 3), matrix_array(obj.matrix_world))

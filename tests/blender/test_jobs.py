@@ -116,6 +116,19 @@ def test_bad_selection_for_variations_is_refused_clearly(lion, scene, make_selec
     assert sorted(o.name for o in bpy.data.objects) == names and not lion.jobs.is_running()
 
 
+def test_a_mesh_beyond_the_backends_budget_is_refused_before_it_is_read(lion, scene, monkeypatch):
+    from importlib import import_module
+
+    schema = import_module(f"{lion.__name__}.wire").op_schema
+    monkeypatch.setattr(schema, "MAX_TRIANGLES", 100)  # a stand-in for 10 million: the same check
+    bpy.ops.mesh.primitive_uv_sphere_add()  # 32 x 16 segments: 960 triangles
+    sphere = bpy.context.active_object
+    select(sphere)
+    with pytest.raises(RuntimeError, match=r"has 960 triangles, more than the 100 LION takes: reduce it first"):
+        bpy.ops.lion.variations(count=1, steps=2)
+    assert results(scene) == [] and not lion.jobs.is_running()
+
+
 def test_interpolate_needs_two_meshes(lion, scene):
     select(add_mesh("cube"))
     with pytest.raises(RuntimeError, match="needs exactly 2 selected mesh objects, 1 is selected"):
