@@ -326,8 +326,12 @@ def voxel_guided(params, arrays, context):
 
     request, name, model, metadata = _load("voxel_guided", params)
     tau = _tau(request, model.config.diffusion.num_steps)
+    centers = arrays.get("voxel_centers")
+    if centers is not None and len(centers) > op_schema.MAX_GUIDE_VOXELS:
+        raise RequestError(f"the voxel guide has {len(centers):,} voxels, more than the {op_schema.MAX_GUIDE_VOXELS:,} "
+                           f"of a solid {op_schema.GUIDE_RESOLUTION.maximum}³ guide")
     try:
-        points = voxels.voxel_surface_points(arrays.get("voxel_centers"), request["voxel_size"],
+        points = voxels.voxel_surface_points(centers, request["voxel_size"],
                                              model.config.vae.num_points, seed=request["seed"])
     except (ValueError, TypeError) as exc:
         raise RequestError(f"voxel guide: {exc}") from None

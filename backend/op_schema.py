@@ -167,6 +167,8 @@ MAX_TRIANGLES = 10_000_000
 # Not a request field: a voxel guide is made by the add-on (or the CLI) and sent as voxel
 # centers; this is the finest guide either makes, voxels along its longest side.
 GUIDE_RESOLUTION = Field("resolution", "int", 16, 2, 128, doc="voxels along the guide's longest side")
+# The most voxels a guide sent to voxel_guided may have: a solid block of the finest guide.
+MAX_GUIDE_VOXELS = GUIDE_RESOLUTION.maximum ** 3
 
 
 def field(op, name):

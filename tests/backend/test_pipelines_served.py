@@ -329,6 +329,8 @@ def test_cancel_stops_a_long_job_within_a_step_and_the_next_request_works(server
     ({"op": "regenerate_region"}, {"points": np.zeros((N, 3), np.float32), "keep": np.ones(N, bool)}, "keep"),
     ({"op": "voxel_guided", "voxel_size": 0.1}, {"voxel_centers": np.zeros((0, 3), np.float32)}, "voxel"),
     ({"op": "voxel_guided"}, {"voxel_centers": np.zeros((4, 3), np.float32)}, "voxel_size"),
+    ({"op": "voxel_guided", "voxel_size": 0.1}, {"voxel_centers": np.zeros((128**3 + 1, 3), np.float32)},
+     "more than the 2,097,152 of a solid 128³ guide"),
 ])
 def test_bad_requests_get_clear_errors_and_the_server_lives(server, request_fields, arrays, message):
     _, header, _ = run(server, {"id": 20, **request_fields}, arrays)

@@ -24,7 +24,7 @@ FUZZ_CASES = 2500
 
 OPS = ["hello", "load_model", "sample", "variations", "interpolate", "voxel_guided", "regenerate_region",
        "reconstruct", "cancel", "no_such_op"]
-FIELDS = ["count", "tau", "steps", "seed", "sampler", "eta", "output", "center", "size", "category", "guidance",
+FIELDS = ["count", "tau", "similarity", "steps", "seed", "sampler", "eta", "output", "center", "size", "category", "guidance",
           "frames", "resolution", "normals", "model", "target", "voxel_size", "invert_points"]
 ARRAY_NAMES = ["vertices", "faces", "matrix", "points", "keep", "voxel_centers", "vertices_a", "vertices_b", "x"]
 
