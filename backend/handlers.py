@@ -222,6 +222,24 @@ def _reconstruct_points(points, request):
     return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
 
 
+def _check_category(category, model, name):
+    if category != "any" and category not in model.categories:
+        known = ", ".join(["any", *model.categories])
+        raise RequestError(f"category must be one of {known} for model {name}, got {category!r}")
+
+
+def _kept_category(request, model, name, shape, encoder=None):
+    """The category variations of `shape` stay: the request's, or for "auto" the input's own
+    as the model infers it ("any" for a model without categories)."""
+    from backend import pipelines
+
+    category = request["category"]
+    if category == "auto":
+        category = pipelines.shape_category(model, shape, encoder) or "any"
+    _check_category(category, model, name)
+    return category
+
+
 def _generation_header(name, request):
     return {"model": name, **{key: request[key] for key in ("seed", "sampler", "steps", "eta")}}
 
@@ -248,9 +266,7 @@ def sample(params, arrays, context):
     except GeometryError as exc:
         raise RequestError(str(exc)) from None
     category = request["category"]
-    if category != "any" and category not in model.categories:
-        known = ", ".join(["any", *model.categories])
-        raise RequestError(f"category must be one of {known} for model {name}, got {category!r}")
+    _check_category(category, model, name)
     points = pipelines.sample(model, request["count"], _generator(request), _settings(request), _progress(context),
                               category=category, guidance=request["guidance"])
     header, arrays_out = _results(request, frame.to_world(points.cpu().numpy()), context)
@@ -266,10 +282,13 @@ def variations(params, arrays, context):
     tau = _tau(request, model.config.diffusion.num_steps)
     points, matrix = _input_points(arrays, model.config.vae.num_points, request["seed"])
     frame = _shape_frame(points, metadata, matrix)
-    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), request["count"], tau,
-                                     _generator(request), _settings(request), _progress(context))
+    shape = _to_tensor(frame.to_model(points), _device())
+    category = _kept_category(request, model, name, shape)
+    generated = pipelines.variations(model, shape, request["count"], tau, _generator(request), _settings(request),
+                                     _progress(context), category=None if category == "any" else category)
     header, arrays_out = _results(request, frame.to_world(generated.cpu().numpy()), context)
-    return {**header, **_generation_header(name, request), "count": request["count"], "tau": tau}, arrays_out
+    return {**header, **_generation_header(name, request), "count": request["count"], "tau": tau,
+            "category": category}, arrays_out
 
 
 def interpolate(params, arrays, context):
@@ -337,13 +356,15 @@ def voxel_guided(params, arrays, context):
         raise RequestError(f"voxel guide: {exc}") from None
     frame = _shape_frame(points, metadata, arrays.get("matrix"))
     encoder = model.encode_voxel_guide
+    shape = _to_tensor(frame.to_model(points), _device())
+    category = _kept_category(request, model, name, shape, encoder)
     # LION's diffuse-denoise: fresh noise is what lets the prior replace the guide's blocks.
-    generated = pipelines.variations(model, _to_tensor(frame.to_model(points), _device()), request["count"], tau,
-                                     _generator(request), _settings(request), _progress(context), encoder=encoder,
-                                     invert_points=False)
+    generated = pipelines.variations(model, shape, request["count"], tau, _generator(request), _settings(request),
+                                     _progress(context), encoder=encoder, invert_points=False,
+                                     category=None if category == "any" else category)
     header, arrays_out = _results(request, frame.to_world(generated.cpu().numpy()), context)
     return {**header, **_generation_header(name, request), "count": request["count"], "tau": tau,
-            "encoder": "voxel" if encoder is not None else "standard"}, arrays_out
+            "category": category, "encoder": "voxel" if encoder is not None else "standard"}, arrays_out
 
 
 def reconstruct(params, arrays, context):

@@ -136,6 +136,10 @@ SIMILARITY = _fields(
     Field("similarity", "number", 0.7, 0.0, 1.0,
           doc="1 keeps the input, 0 only its kind: step round((1 − similarity)·T), at least 1"),
 )
+# What variations (of a shape or a voxel guide) stay: the input's own category by default.
+KEPT_CATEGORY = Field("category", "string", "auto",
+                      doc="\"auto\": the input's own category (where the model has categories), \"any\", "
+                          "or one of the model's `categories`")
 
 OPS = {
     "hello": {},
@@ -146,11 +150,11 @@ OPS = {
         Field("size", "number", 1.0, 1e-6, 1e6, doc="half of each shape's longest side"),
         Field("category", "string", "any", doc="\"any\" or one of the model's `categories`"),
         Field("guidance", "number", 2.0, 0.0, 20.0, doc="classifier-free guidance of the category (1: plain)")),
-    "variations": _fields(COUNT, *SIMILARITY.values(), *COMMON.values(), *RECONSTRUCTION.values()),
+    "variations": _fields(COUNT, *SIMILARITY.values(), *COMMON.values(), *RECONSTRUCTION.values(), KEPT_CATEGORY),
     "interpolate": _fields(Field("frames", "int", 8, 2, 256, doc="shapes from A to B, both included"),
                            *COMMON.values(), *RECONSTRUCTION.values()),
     "regenerate_region": _fields(*COMMON.values(), *RECONSTRUCTION.values()),
-    "voxel_guided": _fields(COUNT, *SIMILARITY.values(), *COMMON.values(), *RECONSTRUCTION.values(),
+    "voxel_guided": _fields(COUNT, *SIMILARITY.values(), *COMMON.values(), *RECONSTRUCTION.values(), KEPT_CATEGORY,
                             Field("voxel_size", "number", REQUIRED, 1e-9, 1e9,
                                   doc="the guide lattice's spacing, in world units")),
     "reconstruct": _fields(*RECONSTRUCTION.values(), MODEL),

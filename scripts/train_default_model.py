@@ -241,16 +241,18 @@ def evaluate_variations(model, out_dir, sources_per_category=2, count=3, invert_
     from backend import quality
     from backend.data.procedural import CATEGORIES
     from backend.metrics import chamfer_distance
-    from backend.pipelines import SamplerSettings, encode, variations
+    from backend.pipelines import SamplerSettings, encode, shape_category, variations
 
     reference, labels = quality.held_out_shapes(model, CATEGORIES, HELD_OUT_PER_CATEGORY)
     sources, source_labels = quality.held_out_shapes(model, CATEGORIES, sources_per_category, first_seed=300_000)
     generator = torch.Generator().manual_seed(2)
-    kept, wanted, to_source, between, reconstruction, sheet = [], [], [], [], [], []
+    kept, wanted, named, to_source, between, reconstruction, sheet = [], [], [], [], [], [], []
     with torch.no_grad():
         for source, name in zip(sources, source_labels):
+            category = shape_category(model, source)  # as the server does for "auto"
+            named.append(category == name)
             made = variations(model, source, count, VARIATION_TAU, generator, SamplerSettings(steps=EVALUATION_STEPS),
-                              invert_points=invert_points)
+                              invert_points=invert_points, category=category)
             kept += quality.nearest_categories(made, reference, labels)
             wanted += [name] * count
             to_source.append(chamfer_distance(made, source[None].expand_as(made)).mean().item())
@@ -264,7 +266,8 @@ def evaluate_variations(model, out_dir, sources_per_category=2, count=3, invert_
     shares = quality.category_shares(kept, wanted)
     return {"kept_category": sum(k == w for k, w in zip(kept, wanted)) / len(kept), "per_category": shares,
             "chamfer_to_source": float(np.mean(to_source)), "chamfer_between": float(np.mean(between)),
-            "reconstruction_chamfer": float(np.mean(reconstruction))}
+            "reconstruction_chamfer": float(np.mean(reconstruction)),
+            "source_category_inferred": float(np.mean(named)) if model.categories else None}
 
 
 INTERPOLATION_PAIRS = (("chair", "table"), ("airplane", "car"), ("bottle", "lamp"), ("mug", "sofa"), ("sofa", "chair"))
@@ -640,7 +643,9 @@ def write_model_card(facts, path):
         "",
         f"Variations at the add-on's default similarity (tau {VARIATION_TAU}), 3 of each of 2 held-out shapes",
         "per category, as the add-on makes them (latent points inverted along the model's own DDIM path,",
-        f"sampled back given a new z0): {_percent(variations['kept_category'])} keep the source's category "
+        "sampled back given a new z0, which is denoised given the source's category as the model infers it,",
+        f"`pipelines.shape_category`, right for {_percent(variations.get('source_category_inferred') or 0)} of the sources): "
+        f"{_percent(variations['kept_category'])} keep the source's category "
         f"(nearest held-out shape). They lie {variations['chamfer_to_source']:.4f} from their source",
         f"and {variations['chamfer_between']:.4f} from each other (Chamfer), where the VAE's own reconstruction "
         f"error is {variations['reconstruction_chamfer']:.4f}.",

@@ -94,6 +94,9 @@ class LionModel(nn.Module):
         label = self.category_label(category)
         if label is None:  # the prior's own "no category" prediction
             return self._as_eps(self.shape_prior, self.shape_prior)
+        if guidance == 1.0:  # the plain conditional prediction: no need for the unconditional one
+            return self._as_eps(lambda x, index: self.shape_prior(x, index, torch.full_like(index, label)),
+                                self.shape_prior)
 
         def guided(x, index):
             labels = torch.tensor([label, self.shape_prior.no_category]).repeat_interleave(x.shape[0])

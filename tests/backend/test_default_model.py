@@ -22,7 +22,7 @@ from backend.data.datasets import ProceduralDataset
 from backend.data.procedural import CATEGORIES
 from backend.metrics import chamfer_distance
 from backend.model_store import BUNDLED_MODELS_DIR, list_models
-from backend.pipelines import SamplerSettings, interpolate, sample, variations
+from backend.pipelines import SamplerSettings, interpolate, sample, shape_category, variations
 
 DEFAULT_MODEL = os.path.join(BUNDLED_MODELS_DIR, "default.safetensors")
 HELD_OUT_SEED = 200_000  # far from the training seeds (0..99) and the model card's evaluation set
@@ -96,23 +96,35 @@ def test_generate_by_category_makes_that_category(model):
 
 
 @torch.no_grad()
+def test_the_model_names_the_category_of_a_held_out_shape(model):
+    """`shape_category`, what variations stay ("auto"): 2 held-out shapes per category (61 of
+    64 in the model card's ablation, chance 1 in 8)."""
+    shapes = held_out(model, CATEGORIES, count=2)
+    named = [shape_category(model, shape) for shape in shapes]
+    right = sum(name == CATEGORIES[i % len(CATEGORIES)] for i, name in enumerate(named))
+    assert right >= 13, f"only {right} of {len(shapes)} named right: {named}"
+
+
+@torch.no_grad()
 def test_variations_stay_in_the_category_of_their_source(model):
-    """Each category's held-out shape, varied at the add-on's default similarity: the nearest of
-    12 training shapes per category is, for three quarters of the variations (21 of 24 at round
-    2), of the source's category (chance: 1 in 8). The model card measures the same against
-    held-out shapes (models/default.md)."""
+    """Each category's held-out shape, varied at the add-on's default similarity given its
+    category as the model infers it (what the server does): the nearest of 12 training shapes
+    per category is, for 90% of the variations, of the source's category (chance: 1 in 8;
+    unconditioned z0 at round 2: 21 of 24). The model card measures the same against held-out
+    shapes (models/default.md)."""
     sources = held_out(model, CATEGORIES)
     references = held_out(model, CATEGORIES, count=12, first_seed=0)  # training shapes
     reference_categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(len(references))]
     generator = torch.Generator().manual_seed(0)
     right, total = 0, 0
     for category, source in zip(CATEGORIES, sources):
-        made = variations(model, source, 3, tau=300, generator=generator, settings=FAST)
+        made = variations(model, source, 3, tau=300, generator=generator, settings=FAST,
+                          category=shape_category(model, source))
         for shape in made:
             distances = chamfer_distance(shape[None].expand(len(references), -1, -1), references)
             right += reference_categories[int(distances.argmin())] == category
             total += 1
-    assert right >= 0.75 * total, f"only {right} of {total} variations kept their source's category"
+    assert right >= 0.9 * total, f"only {right} of {total} variations kept their source's category"
 
 
 @pytest.fixture(scope="module")

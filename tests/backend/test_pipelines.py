@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend import pipelines
+from backend import diffusion, pipelines
 from backend.config import get_config
 from backend.data.procedural import sample_shape_points
 from backend.metrics import chamfer_distance
@@ -84,8 +84,34 @@ def test_guided_noise_prediction_is_the_classifier_free_mix(categorized):
     guided = categorized.shape_eps_model("table", guidance=2.5)(z_t, index)
     torch.testing.assert_close(guided, eps(unconditional + 2.5 * (conditional - unconditional)), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(categorized.shape_eps_model("any")(z_t, index), eps(unconditional))
+    # guidance 1 skips the unconditional branch: the same as the mix with w = 1
+    torch.testing.assert_close(categorized.shape_eps_model("table", guidance=1.0)(z_t, index), eps(conditional))
     with pytest.raises(ValueError, match="category must be one of: any, chair, table"):
         categorized.shape_eps_model("lamp")
+
+
+@torch.no_grad()
+def test_the_inferred_category_is_the_one_whose_prediction_recovers_the_noise(categorized):
+    """infer_category against its definition written out: the summed squared noise error of
+    each category's conditional prediction over the same fixed draws, the least wins."""
+    z0 = torch.randn(4, 128, generator=torch.Generator().manual_seed(5))
+    generator = pipelines._fixed_generator()
+    errors = torch.zeros(4, 2)
+    for step in pipelines.CATEGORY_TEST_STEPS:
+        index = torch.full((4,), step - 1, dtype=torch.int64)
+        for _ in range(pipelines.CATEGORY_TEST_DRAWS):
+            noise = torch.randn(z0.shape, generator=generator)
+            noisy = diffusion.q_sample(categorized.schedule, z0, step, noise)
+            for label, name in enumerate(["chair", "table"]):
+                predicted = categorized.shape_eps_model(name, guidance=1.0)(noisy, index)
+                errors[:, label] += (predicted - noise).square().mean(dim=1)
+    expected = [["chair", "table"][i] for i in errors.argmin(dim=1).tolist()]
+    assert pipelines.infer_category(categorized, z0) == expected
+    assert pipelines.infer_category(categorized, z0) == expected, "deterministic"
+
+
+def test_a_model_without_categories_infers_none(model, chair):
+    assert pipelines.shape_category(model, chair) is None
 
 
 def test_unconditional_model_refuses_a_category(model):

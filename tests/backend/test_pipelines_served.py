@@ -172,6 +172,12 @@ def test_a_similarity_means_its_step_of_the_models_own_steps(server):
     _, header, by_similarity = ok(server, {**request, "id": 41, "similarity": 0.9},
                                   {"vertices": vertices, "faces": faces})
     assert header["tau"] == by_tau_header["tau"] == 100
+    assert header["category"] == "any", "an unconditional model keeps no category"
+    _, header, _ = ok(server, {**request, "id": 42, "model": "categorized"}, {"vertices": vertices, "faces": faces})
+    assert header["category"] in ("chair", "table"), "auto: the input's own category, as the model infers it"
+    _, header, _ = ok(server, {**request, "id": 43, "model": "categorized", "category": "any"},
+                      {"vertices": vertices, "faces": faces})
+    assert header["category"] == "any"
     np.testing.assert_array_equal(by_similarity["points"], by_tau["points"])
 
 
@@ -316,6 +322,8 @@ def test_cancel_stops_a_long_job_within_a_step_and_the_next_request_works(server
     ({"op": "voxel_guided", "voxel_size": 0.1, "similarity": -1}, {"voxel_centers": np.zeros((4, 3), np.float32)},
      "similarity"),
     ({"op": "variations", "model": "nonexistent"}, {"vertices": box_mesh()[0]}, "Unknown model"),
+    ({"op": "variations", "category": "lamp"}, {"vertices": box_mesh()[0], "faces": box_mesh()[1]},
+     "category must be one of any for model untrained"),
     ({"op": "variations"}, {"vertices": np.ones((10, 3), np.float32)}, "no size"),
     ({"op": "variations"}, {}, "vertices"),
     ({"op": "sample", "steps": 0}, {}, "steps"),
