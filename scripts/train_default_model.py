@@ -73,7 +73,10 @@ VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-ever
 # Round 5 was run with these settings on 2026-12-03 and shipped (1-NNA-CD 88.3% -> 83.6%; model
 # card: "Round 5 against round 3"). Short continuations of it (600 annealed steps, with the extra
 # share at steps 1-400 or at 400-700) left it worse from pure noise, so a next round should be at
-# least as long as this one.
+# least as long as this one. Round 6 (2026-12-03, not shipped) was that: 6000 more steps with these
+# settings left the samples almost unchanged (1-NNA-CD 85.9%, MMD-CD 8.86e-3, h0 prior alone 0.154;
+# model card: "Round 6"). These settings have reached what this prior gives on a CPU: change the
+# prior or the recipe before running another round.
 PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 6000, 0, 200  # 6000: about 40 min here; 0: keep the start model's part
 PRIOR_SETTINGS = ["--continue-priors", "--point-prior", "tiny-xyz", "--batch-size", "8", "--class-conditional",
                   "--lr", "5e-4", "--shape-lr", "5e-4", "--lr-decay", "cosine", "--ema", "0.999", "--encodings-per-shape", "4",
