@@ -12,6 +12,7 @@ def add_arguments(parser):
     parser.add_argument("--resolution", dest="guide_resolution", type=int, default=guide.default,
                         help=f"when voxelizing a mesh: {guide.doc}; {guide.bounds()} (default {guide.default})")
     _generation.add_field_option(parser, "voxel_guided", "similarity")
+    _generation.add_field_option(parser, "voxel_guided", "category")
     _generation.add_field_option(parser, "voxel_guided", "tau", help="the diffusion step to start from, instead of "
                                  "--similarity: small follows the guide closely")
 

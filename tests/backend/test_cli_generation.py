@@ -38,7 +38,7 @@ def test_sample_then_variations_then_interpolate(model_dir, tmp_path):
     box = trimesh.creation.box(extents=(1.0, 0.4, 0.6))
     box.export(tmp_path / "box.obj")
     result = backend_command("variations", tmp_path / "box.obj", "--count", 3, "--steps", 2, "--tau", 50,
-                             "-o", tmp_path / "v.npy", "--model-dir", model_dir)
+                             "--category", "any", "-o", tmp_path / "v.npy", "--model-dir", model_dir)
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "v.npy").shape == (3, 2048, 3)
 

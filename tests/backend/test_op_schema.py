@@ -90,6 +90,7 @@ def test_the_cli_offers_the_schemas_fields_with_their_limits():
     assert "--similarity SIMILARITY" in text and "0..1 (default 0.7)" in text
     assert "--steps STEPS DDIM steps; 1..min(1000, T) (default 25)" in text
     assert "{ddim,ddpm}" in text
+    assert "--category CATEGORY \"auto\": the input's own category" in text
     guided = cli_help("voxel-guided")
     assert "voxels along the guide's longest side; 2..128 (default 16)" in guided
 
