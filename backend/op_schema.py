@@ -1,7 +1,7 @@
 """What each op of the protocol takes: every header field's type, default and limits, declared once.
 
 Standard library only, so that it ships with protocol.py inside the extension. The backend
-checks requests with `parse`; the add-on's property bounds (lion_blender/fields.py), the CLI's
+checks requests with `parse`; the add-on's property bounds (lion_blender/wire.py), the CLI's
 options (backend/cli/_generation.py) and the field tables of docs/protocol.md
 (`python -m backend.op_schema`, checked by a test) derive from these declarations.
 """
@@ -48,9 +48,9 @@ class Field:
             return "3 finite numbers"
         if self.kind == "string":
             return f"text of at most {MAX_STRING} characters"
-        high = "T" if self.capped_by_steps and self.maximum is None else _number_text(self.maximum)
-        if self.capped_by_steps and self.maximum is not None:
-            high = f"min({high}, T)"
+        high = _number_text(self.maximum)
+        if self.capped_by_steps:
+            high = "T" if self.maximum is None else f"min({high}, T)"
         return f"{_number_text(self.minimum)}..{high}"
 
     def parse(self, value, num_steps=None):

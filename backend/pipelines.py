@@ -16,7 +16,7 @@ import torch
 from backend import diffusion, op_schema
 
 Progress = Callable[[int, int, str], None]
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = op_schema.field("sample", "sampler").choices
 DEFAULT_GUIDANCE = op_schema.field("sample", "guidance").default  # classifier-free guidance scale
 
 
