@@ -288,3 +288,18 @@ def regenerate_region(model, points, keep, generator, settings: SamplerSettings 
                                                     jump_length=jump_length, resamples=resamples,
                                                     generator=generator, callback=callback)
     return model.vae.decode(shape_latent, new_latent_points)
+
+
+@torch.no_grad()
+def voxel_guided(model, guide_points, count, tau, generator, settings: SamplerSettings = SamplerSettings(),
+                 progress: Optional[Progress] = None, category=None):
+    """`count` shapes that follow a blocky voxel guide, given as points on its outside faces
+    (backend.voxels.voxel_surface_points) in the model's space, float [N, 3].
+
+    The guide is encoded by the model's voxel-guide encoder where it ships one (else the VAE),
+    and diffused to `tau` with fresh noise on the latent points too (LION's diffuse-denoise: that
+    noise is what lets the prior replace the guide's blocks by detail), then denoised; z0 given
+    `category` (None: unconditioned). Returns float [count, N, 3].
+    """
+    return variations(model, guide_points, count, tau, generator, settings, progress,
+                      encoder=model.encode_voxel_guide, invert_points=False, category=category)

@@ -141,7 +141,8 @@ def _variations_call():
     import trimesh
 
     os.environ["LION_MODEL_DIRS"] = os.path.join(ROOT, "models")
-    from backend import handlers
+    from backend.serve import ops
+    from backend.serve.session import Session
 
     class Quiet:
         def check_cancelled(self):
@@ -152,8 +153,9 @@ def _variations_call():
 
     box = trimesh.creation.box(extents=(0.5, 1.0, 0.5)).subdivide().subdivide()
     mesh = {"vertices": box.vertices.astype(np.float32), "faces": box.faces.astype(np.int32)}
-    handlers.OPS["load_model"]({}, {}, Quiet())
-    return lambda: handlers.OPS["variations"]({"count": 4, "tau": 300, "steps": 25, "seed": 0}, mesh, Quiet())
+    session = Session()
+    ops.run(session, "load_model", {}, {}, Quiet())
+    return lambda: ops.run(session, "variations", {"count": 4, "tau": 300, "steps": 25, "seed": 0}, mesh, Quiet())
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""The artist's actions through the server's handlers, on this machine's CPU (or GPU):
+"""The artist's actions through the server's ops, on this machine's CPU (or GPU):
 seconds per request, surface sampling and framing included.
 
     .venv/bin/python bench/bench_pipelines.py [--quick] [--config tiny] [--threads N]
@@ -44,7 +44,8 @@ def main():
     folder = tempfile.mkdtemp(prefix="lion-bench-models-")
     save_model(os.path.join(folder, "bench.safetensors"), LionModel(get_config(args.config), ShapeBoxNormalization()))
     os.environ["LION_MODEL_DIRS"] = folder
-    from backend import handlers
+    from backend.serve import ops
+    from backend.serve.session import Session
 
     chair = trimesh.creation.box(extents=(0.5, 1.0, 0.5)).subdivide().subdivide()
     mesh = {"vertices": chair.vertices.astype(np.float32), "faces": chair.faces.astype(np.int32)}
@@ -59,11 +60,12 @@ def main():
         ("reconstruct 2048 points, grid 128", "reconstruct", {"resolution": 128}, {"points": cloud}),
     ]
     repeats = 1 if args.quick else 3
-    handlers.OPS["load_model"]({}, {}, _Quiet())  # load once, outside the timings
+    session = Session()
+    ops.run(session, "load_model", {}, {}, _Quiet())  # load once, outside the timings
     rows = []
     for label, op, params, arrays in cases:
-        seconds = time_call(lambda: handlers.OPS[op](params, arrays, _Quiet()), repeats=repeats, warmup=1)
-        rows.append({"action": label, "config": args.config, "device": str(handlers._device()),
+        seconds = time_call(lambda: ops.run(session, op, params, arrays, _Quiet()), repeats=repeats, warmup=1)
+        rows.append({"action": label, "config": args.config, "device": str(session.device),
                      "threads": torch.get_num_threads(), "seconds": seconds})
     print_table(rows, ["action", "config", "device", "threads", "seconds"])
     print(f"results: {write_results('pipelines', rows)}")

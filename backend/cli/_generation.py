@@ -1,5 +1,5 @@
 """What the generation commands share: reading shapes, the common options, running an op of
-the server in-process (the same handlers, the same checks), and writing the results."""
+the server in-process (the same ops, the same checks), and writing the results."""
 import os
 import sys
 
@@ -69,7 +69,7 @@ def read_shape(path):
 
 
 class _Progress:
-    """The handlers' job context for a terminal: a progress bar per stage."""
+    """The ops' job context for a terminal: a progress bar per stage."""
 
     def __init__(self):
         from tqdm import tqdm
@@ -99,12 +99,14 @@ def run_op(op, params, arrays, args):
     if args.model_dir:
         os.environ["LION_MODEL_DIRS"] = os.pathsep.join(filter(None, [args.model_dir, os.environ.get("LION_MODEL_DIRS")]))
     os.environ["LION_DEVICE"] = args.device
-    from backend import handlers
+    from backend.serve import ops
+    from backend.serve.job import RequestError
+    from backend.serve.session import Session
 
     progress = _Progress()
     try:
-        header, results = handlers.OPS[op]({k: v for k, v in params.items() if v is not None}, arrays, progress)
-    except handlers.RequestError as error:
+        header, results = ops.run(Session(), op, {k: v for k, v in params.items() if v is not None}, arrays, progress)
+    except RequestError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -8,7 +8,10 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from backend import handlers, op_schema
+from backend import op_schema
+from backend.serve import ops
+from backend.serve.job import RequestError
+from backend.serve.session import Session
 from backend.__main__ import main as cli_main
 from lion_blender import wire
 
@@ -56,7 +59,7 @@ def test_step_fields_are_bounded_by_the_models_own_steps():
 
 
 def test_every_op_the_backend_serves_is_declared():
-    assert set(handlers.OPS) == set(op_schema.OPS)
+    assert set(ops.OPS) == set(op_schema.OPS)
 
 
 def test_the_protocol_docs_carry_the_schemas_tables():
@@ -79,8 +82,8 @@ def test_a_bound_changed_in_the_schema_reaches_addon_backend_and_cli(monkeypatch
     # the add-on's Count setting (lion_blender/settings.py builds its property from these)
     assert wire.property_bounds("variations", "count") == {"default": 3, "min": 1, "max": 7}
     # the backend's check, before any model is loaded
-    with pytest.raises(handlers.RequestError, match=r"count must be an integer in 1\.\.7, got 8"):
-        handlers.variations({"count": 8}, {}, None)
+    with pytest.raises(RequestError, match=r"count must be an integer in 1\.\.7, got 8"):
+        ops.run(Session(), "variations", {"count": 8}, {}, None)
     # the command line's help
     assert "how many shapes; 1..7 (default 3)" in cli_help("variations")
 

@@ -180,7 +180,7 @@ def test_large_request_is_read_whole(server):
 
 
 def test_the_queue_is_bounded_and_a_flood_is_refused_as_busy(server):
-    from backend.serve import MAX_QUEUED_JOBS
+    from backend.serve.server import MAX_QUEUED_JOBS
 
     server.send({"id": "long", "op": "sample", "count": 1, "sampler": "ddpm"})
     header, _ = server.reply()

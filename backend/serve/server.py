@@ -18,7 +18,10 @@ import sys
 import threading
 import traceback
 
-from backend import handlers, protocol
+from backend import __version__, protocol
+from backend.serve import ops
+from backend.serve.job import Cancelled, JobContext, RequestError
+from backend.serve.session import Session
 
 log = logging.getLogger("lion.serve")
 
@@ -43,9 +46,10 @@ class Job:
 
 
 class Server:
-    def __init__(self, reader, writer):
+    def __init__(self, reader, writer, session=None):
         self._reader = reader
         self._writer = writer
+        self._session = session or Session()
         self._write_lock = threading.Lock()
         self._jobs = queue.Queue()
         self._pending = {}  # request id -> Job, queued or running
@@ -103,8 +107,8 @@ class Server:
                 self._send({"id": request_id, "type": "result", "cancelled": self._cancel(target)})
         elif op == "hello":
             self._run_job(Job(request_id, op, header, arrays))
-        elif op not in handlers.OPS:
-            known = ", ".join(sorted({*handlers.OPS, *CONTROL_OPS}))
+        elif op not in ops.OPS:
+            known = ", ".join(sorted({*ops.OPS, *CONTROL_OPS}))
             self._refuse(request_id, f"unknown op {op[:100]!r}; known ops: {known}")
         else:
             self._enqueue(Job(request_id, op, header, arrays))
@@ -142,13 +146,13 @@ class Server:
                     self._pending.pop(job.request_id, None)
 
     def _run_job(self, job):
-        context = handlers.JobContext(job.cancelled, lambda event: self._send({"id": job.request_id, **event}))
+        context = JobContext(job.cancelled, lambda event: self._send({"id": job.request_id, **event}))
         try:
             context.check_cancelled()
-            result, arrays = handlers.OPS[job.op](job.params, job.arrays, context)
-        except handlers.Cancelled:
+            result, arrays = ops.run(self._session, job.op, job.params, job.arrays, context)
+        except Cancelled:
             self._send_error(job.request_id, "cancelled", "cancelled")
-        except handlers.RequestError as exc:
+        except RequestError as exc:
             self._send_error(job.request_id, "bad_request", str(exc))
         except Exception as exc:  # a bug or a resource failure: report it, keep serving
             log.exception("op %s failed", job.op)
@@ -207,9 +211,5 @@ def main():
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    log.info("backend %s serving on stdin/stdout (pid %d)", handlers.backend_version(), os.getpid())
+    log.info("backend %s serving on stdin/stdout (pid %d)", __version__, os.getpid())
     return Server(reader, writer).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
