@@ -6,31 +6,17 @@ A voxel guide is what an artist blocks out by hand: a set of equal cubes on a re
 other point cloud. Only faces that touch empty space count as surface: the face two occupied
 voxels share is inside the guide, and points there would describe no visible geometry.
 
-numpy only, no bpy and no torch, so the server and the training stage share it.
+numpy only, no bpy and no torch, so the server and the training stage share it; the lattice
+itself (backend/voxel_lattice.py) is the add-on's too.
 """
 from typing import NamedTuple, Union
 
 import numpy as np
-from scipy import ndimage
 
-from backend import op_schema
-from backend.data.sampling import sample_surface_points, triangle_double_areas
+from backend import voxel_lattice
+from backend.voxel_lattice import FACE_DIRECTIONS, MAX_RESOLUTION
 
 SeedLike = Union[int, np.random.Generator, None]
-
-# The finest guide the add-on and the command line make; its dense occupancy grid is 2.1 MB of booleans.
-MAX_RESOLUTION = op_schema.GUIDE_RESOLUTION.maximum
-
-# Mesh surfaces are sampled densely enough that every voxel a triangle crosses almost surely
-# receives a point: this many samples per voxel-face area of surface.
-_SAMPLES_PER_VOXEL_FACE = 16
-_MIN_MESH_SAMPLES = 20_000
-_MAX_MESH_SAMPLES = 4_000_000
-
-# The six face directions of a cube, as lattice steps.
-_FACE_DIRECTIONS = np.array(
-    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.int64
-)
 
 
 class VoxelGuide(NamedTuple):
@@ -47,8 +33,8 @@ class VoxelGuide(NamedTuple):
 def voxelize(points_or_mesh, resolution: int, filled: bool = False, seed: SeedLike = 0) -> VoxelGuide:
     """The voxels a shape touches, on a lattice of `resolution` cells along its longest side.
 
-    The lattice is the shape's bounding cube: centred on its bounding box, with an edge as long
-    as the box's longest side, split into `resolution`³ cells. A cell is occupied when the
+    The lattice is the shape's bounding cube (backend/voxel_lattice.py), split into
+    `resolution`³ cells. A cell is occupied when the
     shape's surface passes through it; with `filled`, cells enclosed by occupied ones (the
     inside of a closed shape) are occupied too, so the guide is solid like a hand-made one.
 
@@ -74,20 +60,16 @@ def voxelize(points_or_mesh, resolution: int, filled: bool = False, seed: SeedLi
         raise ValueError(f"resolution must be between 1 and {MAX_RESOLUTION}, got {resolution}")
     points, faces = _shape_arrays(points_or_mesh)
 
-    low, high = points.min(axis=0), points.max(axis=0)
-    edge = float((high - low).max())
+    edge = float((points.max(axis=0) - points.min(axis=0)).max())
     if not edge > 1e-9 * max(1.0, float(np.abs(points).max())):
         raise ValueError("points_or_mesh: the shape has no size (all its points coincide)")
-    voxel_size = edge / resolution
-    origin = (low + high) / 2 - edge / 2
+    origin, voxel_size = voxel_lattice.bounding_lattice(points, resolution)
 
     if faces is not None:
-        points = _dense_mesh_points(points, faces, voxel_size, seed)
-    cells = np.clip(np.floor((points - origin) / voxel_size).astype(np.int64), 0, resolution - 1)
-    occupied = np.zeros((resolution,) * 3, dtype=bool)
-    occupied[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+        points = voxel_lattice.mesh_surface_points(points, faces, voxel_size, seed)
+    occupied = voxel_lattice.occupied_cells(points, origin, voxel_size, resolution)
     if filled:
-        occupied = ndimage.binary_fill_holes(occupied)
+        occupied = voxel_lattice.fill_enclosed(occupied)
 
     centers = origin + (np.argwhere(occupied) + 0.5) * voxel_size
     return VoxelGuide(centers.astype(np.float64), voxel_size)
@@ -138,38 +120,14 @@ def voxel_surface_points(voxel_centers, voxel_size: float, count: int, seed: See
         )
     cells = np.unique(cells, axis=0)
 
-    face_cells, face_directions = _outside_faces(cells)
+    face_cells, face_directions = voxel_lattice.exposed_faces(cells)
     chosen = rng.integers(0, len(face_cells), size=count)
-    directions = _FACE_DIRECTIONS[face_directions[chosen]]
+    directions = FACE_DIRECTIONS[face_directions[chosen]]
     # On a face, the coordinate along its normal is fixed at half a voxel out; the two
     # others spread uniformly across the face.
     offsets = rng.uniform(-0.5, 0.5, size=(count, 3))
     offsets = np.where(directions != 0, 0.5 * directions, offsets)
     return origin + (face_cells[chosen] + offsets) * voxel_size
-
-
-def _outside_faces(cells):
-    """The faces of lattice cells int64 [V, 3] (unique) that no other cell covers.
-
-    Returns (cell int64 [F, 3], direction index int64 [F] into _FACE_DIRECTIONS).
-    """
-    # Pack each cell into one int64 key so a neighbour lookup is a sorted search.
-    low = cells.min(axis=0) - 1
-    span = cells.max(axis=0) - low + 2
-    keys = np.sort(_cell_keys(cells, low, span))
-    face_cells, face_directions = [], []
-    for direction_index, direction in enumerate(_FACE_DIRECTIONS):
-        neighbour_keys = _cell_keys(cells + direction, low, span)
-        slot = np.minimum(np.searchsorted(keys, neighbour_keys), len(keys) - 1)
-        exposed = keys[slot] != neighbour_keys
-        face_cells.append(cells[exposed])
-        face_directions.append(np.full(int(exposed.sum()), direction_index, dtype=np.int64))
-    return np.concatenate(face_cells), np.concatenate(face_directions)
-
-
-def _cell_keys(cells, low, span):
-    shifted = cells - low
-    return (shifted[:, 0] * span[1] + shifted[:, 1]) * span[2] + shifted[:, 2]
 
 
 def _shape_arrays(points_or_mesh):
@@ -191,14 +149,6 @@ def _shape_arrays(points_or_mesh):
     if faces.min() < 0 or faces.max() >= len(points):
         raise ValueError(f"points_or_mesh: faces refer to vertices the mesh does not have (it has {len(points)})")
     return points, faces.astype(np.int64)
-
-
-def _dense_mesh_points(vertices, faces, voxel_size, seed):
-    """Surface samples plus the vertices, dense enough to touch every voxel the mesh crosses."""
-    area = 0.5 * triangle_double_areas(vertices, faces).sum()
-    count = int(np.clip(np.ceil(area / voxel_size**2 * _SAMPLES_PER_VOXEL_FACE), _MIN_MESH_SAMPLES, _MAX_MESH_SAMPLES))
-    samples = sample_surface_points(vertices, faces, count, seed, world=True)
-    return np.concatenate([samples, vertices])
 
 
 def _finite_points(values, name, empty_reason):

@@ -1,13 +1,13 @@
-"""What the add-on shares with the backend: the protocol's codec and its op schema.
+"""What the add-on shares with the backend: the protocol's codec, its op schema and the voxel lattice.
 
 The installed extension carries the backend package beside the add-on; in the source tree it
 sits beside lion_blender/. No bpy here: the bounds of the add-on's settings come from the op
 schema, so the panel offers exactly what the backend accepts.
 """
 try:
-    from .backend import op_schema, protocol  # noqa: F401  (the installed extension)
+    from .backend import op_schema, protocol, voxel_lattice  # noqa: F401  (the installed extension)
 except ImportError:  # the source tree
-    from backend import op_schema, protocol  # noqa: F401
+    from backend import op_schema, protocol, voxel_lattice  # noqa: F401
 
 
 def property_bounds(op, name):

@@ -147,3 +147,35 @@ def test_surface_points_reject_bad_input(centers, size, count, message):
 def test_voxelize_rejects_bad_input(shape, resolution, message):
     with pytest.raises(ValueError, match=message):
         voxelize(shape, resolution)
+
+
+# --- the shared lattice (backend/voxel_lattice.py) against obviously right twins ---------------
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_enclosed_matches_scipys_hole_filling(seed):
+    from scipy import ndimage
+
+    from backend.voxel_lattice import fill_enclosed
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 12, size=3))
+    occupied = rng.random(shape) < rng.uniform(0.2, 0.7)
+    if seed == 0:  # a closed hollow box, whose inside must fill
+        occupied = np.ones((7, 6, 5), dtype=bool)
+        occupied[1:-1, 1:-1, 1:-1] = False
+    assert np.array_equal(fill_enclosed(occupied), ndimage.binary_fill_holes(occupied))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exposed_faces_are_the_faces_without_a_neighbour(seed):
+    from backend.voxel_lattice import FACE_DIRECTIONS, exposed_faces
+
+    rng = np.random.default_rng(seed)
+    cells = np.unique(rng.integers(-3, 4, size=(rng.integers(1, 60), 3)) * rng.integers(1, 1000), axis=0)
+    occupied = {tuple(c) for c in cells}
+    expected = {(tuple(c), d) for c in cells for d, step in enumerate(FACE_DIRECTIONS)
+                if tuple(c + step) not in occupied}
+    face_cells, directions = exposed_faces(cells)
+    found = [(tuple(c), int(d)) for c, d in zip(face_cells, directions)]
+    assert len(found) == len(set(found)) and set(found) == expected
+    assert list(directions) == sorted(directions), "grouped by direction, in FACE_DIRECTIONS' order"
