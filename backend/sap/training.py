@@ -1,12 +1,12 @@
-"""Training the point-to-oriented-points network: batches, the indicator loss, the loop.
+"""What training the point-to-oriented-points network is made of: batches and the indicator loss.
 
 Supervision is the Shape As Points one: the Poisson indicator of the network's oriented points
 should match the indicator of the clean surface (the same solver run on a dense, oriented,
-clean sample of it). The training entry point (`python -m backend.train sap`) builds batches
-from its data and calls train_network; the functions here know nothing about files.
+clean sample of it). The training loop is the sap stage's (`python -m backend.train sap`,
+backend/train/sap.py), which builds batches from its data with these functions; they know
+nothing about files.
 """
 import dataclasses
-import itertools
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from backend.sap.frame import fit_unit_cube
 from backend.sap.normals import DEFAULT_NEIGHBOURS, estimate_oriented_normals
-from backend.sap.poisson import DEFAULT_RESOLUTION, DEFAULT_SIGMA, check_resolution, solve_indicator
+from backend.sap.poisson import DEFAULT_RESOLUTION, DEFAULT_SIGMA, solve_indicator
 
 
 @dataclasses.dataclass
@@ -110,43 +110,3 @@ def indicator_loss(network, batch, resolution=DEFAULT_RESOLUTION, sigma=DEFAULT_
 
 def _unit_rms(grids):
     return grids / grids.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
-
-
-def train_network(
-    network,
-    batches,
-    steps,
-    optimizer=None,
-    learning_rate=5e-4,
-    resolution=DEFAULT_RESOLUTION,
-    sigma=DEFAULT_SIGMA,
-    on_step=None,
-):
-    """Train the network for a number of steps on an iterable of TrainingBatch.
-
-    batches: iterable yielding at least `steps` TrainingBatch (moved to the network's device).
-    optimizer: a torch optimizer over the network's parameters, or None for Adam(learning_rate)
-    (pass one to resume with its state). on_step: called as on_step(step, loss) after each step
-    (step counts from 1). Returns the list of per-step losses (floats). Leaves the network in
-    train mode.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    check_resolution(resolution)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    device = next(network.parameters()).device
-    optimizer = optimizer or torch.optim.Adam(network.parameters(), lr=learning_rate)
-    network.train()
-    losses = []
-    for step, batch in enumerate(itertools.islice(batches, steps), start=1):
-        loss = indicator_loss(network, batch.to(device), resolution, sigma)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if on_step is not None:
-            on_step(step, losses[-1])
-    if len(losses) < steps:
-        raise ValueError(f"batches ran out after {len(losses)} of {steps} steps")
-    return losses

@@ -30,7 +30,6 @@ Each prior has its own Adam optimizer (--lr-decay cosine lets the rates fall to 
 step: the annealing a continued round ends on); an exponential moving average of both (with warm-up,
 runtime.EMA) is what the saved model carries. The data normalization is the VAE's.
 """
-import argparse
 import dataclasses
 import os
 
@@ -169,13 +168,9 @@ def drop_labels(labels, no_category, rate, generator):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m backend.train prior", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = runtime.stage_parser("prior", __doc__, grad_clip=1.0)
     parser.add_argument("--vae", required=True, help="model.safetensors of a trained VAE run")
-    runtime.common_arguments(parser)
-    runtime.data_arguments(parser)
     parser.add_argument("--ema", type=float, default=DEFAULT_EMA, help="EMA decay of the prior weights")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
     parser.add_argument("--prediction", choices=PREDICTIONS, help="what the priors predict (default: the --vae model's)")
     parser.add_argument("--mixing-logit-init", type=float, help="mixed score: the logits' start (LION: -6)")
     parser.add_argument("--mixing-logit-lr-scale", type=float, default=1.0,
@@ -236,20 +231,8 @@ def main(argv=None):
     ema = runtime.EMA(priors, args.ema)
     rows = encodings["z"].shape[0]
 
-    parts = {"priors": priors, "optimizer_shape": optimizers["shape"], "optimizer_points": optimizers["points"],
-             "ema": ema}
-    step = runtime.restore_state(args, dist, parts)
-    run_log = runtime.RunLog(args.out, args.steps, step, dist.is_main)
-
     def take(generator, count):
         return torch.randint(0, rows, (count,), generator=generator)
-
-    def update(name, module, loss):
-        optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), args.grad_clip).item() if args.grad_clip > 0 else None
-        optimizers[name].step()
-        return norm
 
     def train_step(step):
         runtime.seed_step(args.seed, dist.rank, step)
@@ -268,8 +251,9 @@ def main(argv=None):
                 labels = drop_labels(encodings["label"][chosen], model.shape_prior.no_category, args.label_dropout,
                                      generator).to(device)
             loss_shape = losses["shape"](z0, labels, generator)
-            _check(loss_shape, step)
-            scalars["grad_norm_shape"] = update("shape", model.shape_prior, loss_shape)
+            runtime.check_finite(loss_shape, step)
+            runtime.optimize(optimizers["shape"], loss_shape, model.shape_prior.parameters(), args.grad_clip, scalars,
+                             "grad_norm_shape")
         chosen = take(generator, args.batch_size)
         z0 = encodings["z"][chosen].to(device)
         h0 = model.vae.sample_latent_points(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen],
@@ -279,8 +263,9 @@ def main(argv=None):
             t = training_steps(args.batch_size, schedule.num_steps, args.low_t_share, args.low_t_max, generator,
                                args.low_t_min).to(device)
         loss_points = losses["points"](h0, z0, generator, t)
-        _check(loss_points, step)
-        scalars["grad_norm_points"] = update("points", model.point_prior, loss_points)
+        runtime.check_finite(loss_points, step)
+        runtime.optimize(optimizers["points"], loss_points, model.point_prior.parameters(), args.grad_clip, scalars,
+                         "grad_norm_points")
         ema.update(priors, step)
         scalars.update(loss=loss_shape.item() + loss_points.item(), loss_shape_latent=loss_shape.item(),
                        loss_latent_points=loss_points.item())
@@ -289,22 +274,20 @@ def main(argv=None):
                 scalars[f"mixing_weight_{name}"] = torch.sigmoid(prior.mixing_logit).mean().item()
         return scalars
 
-    def checkpoint(step):
-        runtime.check_replicas(priors, dist, run_log, step)
-        if dist.is_main:
-            runtime.save_state(args.out, step, parts)
-            trained = {name: value.clone() for name, value in priors.state_dict().items()}
-            ema.copy_to(priors)  # the saved model carries the averaged prior weights
-            runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
-                                      extra={"stage": "prior", "trained_parts": ["vae", "shape_prior", "point_prior"],
-                                             "vae_step": vae_metadata.get("step"),
-                                             **runtime.inherited_metadata(vae_metadata)})
-            render_samples(model, args.out, step, args.seed)
-            priors.load_state_dict(trained)
-        dist.barrier()
+    def save(step):
+        trained = {name: value.clone() for name, value in priors.state_dict().items()}
+        ema.copy_to(priors)  # the saved model carries the averaged prior weights
+        runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
+                                  extra={"stage": "prior", "trained_parts": ["vae", "shape_prior", "point_prior"],
+                                         "vae_step": vae_metadata.get("step"),
+                                         **runtime.inherited_metadata(vae_metadata)})
+        render_samples(model, args.out, step, args.seed)
+        priors.load_state_dict(trained)
 
     priors.train()
-    return runtime.run_steps(args, dist, run_log, step, train_step, checkpoint)
+    parts = {"priors": priors, "optimizer_shape": optimizers["shape"], "optimizer_points": optimizers["points"],
+             "ema": ema}
+    return runtime.run_training(args, dist, parts, priors, train_step, save)
 
 
 def _groups(prior, lr, logit_lr_scale):
@@ -312,11 +295,6 @@ def _groups(prior, lr, logit_lr_scale):
     logits = [p for name, p in prior.named_parameters() if name == "mixing_logit"]
     rest = [p for name, p in prior.named_parameters() if name != "mixing_logit"]
     return [{"params": rest, "lr": lr}] + ([{"params": logits, "lr": lr * logit_lr_scale}] if logits else [])
-
-
-def _check(loss, step):
-    if not runtime.is_finite(loss):
-        raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
 
 
 @torch.no_grad()

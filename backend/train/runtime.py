@@ -167,6 +167,46 @@ def lr_factor(decay: str, step: int, total: int) -> float:
     raise ValueError(f"decay must be 'constant' or 'cosine', got {decay!r}")
 
 
+def check_finite(loss, step):
+    """Stop the run on a NaN or infinite loss, before it reaches the weights."""
+    if not is_finite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
+
+
+def optimize(optimizer, loss, parameters, grad_clip, scalars, norm_name="grad_norm"):
+    """One update of `optimizer` on `loss`: zero the gradients, backpropagate, clip the gradient
+    norm of `parameters` to `grad_clip` when it is > 0 (recording the norm before clipping as
+    scalars[norm_name]), step. Returns `scalars`. A stage with several optimizers calls it once
+    for each."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        scalars[norm_name] = torch.nn.utils.clip_grad_norm_(parameters, grad_clip).item()
+    optimizer.step()
+    return scalars
+
+
+def run_training(args, dist, parts, replicated, train_step, save):
+    """A stage's training loop, from step 0 or (with --resume) from its saved state.
+
+    parts: name -> module, optimizer or EMA: the training state, saved whole and restored.
+    replicated: the module whose data-parallel replicas must stay identical (checked at each
+    checkpoint). train_step(step) -> scalars: one step. save(step): the stage's own outputs
+    (model file, render), written by the main rank at each checkpoint after the state.
+    Returns the process exit code (run_steps)."""
+    step = restore_state(args, dist, parts)
+    run_log = RunLog(args.out, args.steps, step, dist.is_main)
+
+    def checkpoint(step):
+        check_replicas(replicated, dist, run_log, step)
+        if dist.is_main:
+            save_state(args.out, step, parts)
+            save(step)
+        dist.barrier()
+
+    return run_steps(args, dist, run_log, step, train_step, checkpoint)
+
+
 def run_steps(args, dist, run_log, step, train_step, checkpoint):
     """The loop every stage shares: `train_step(step) -> scalars` until args.steps, with
     `checkpoint(step)` every args.checkpoint_every steps, at the end, and when asked to stop.
@@ -344,10 +384,29 @@ class RunLog:
             self._jsonl.close()
 
 
+def stage_parser(stage, description, grad_clip):
+    """The argument parser of `python -m backend.train STAGE`: the options every stage takes,
+    the data options, and --grad-clip with the stage's default; the stage adds its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m backend.train {stage}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_arguments(parser)
+    data_arguments(parser)
+    parser.add_argument("--grad-clip", type=float, default=grad_clip, help="max gradient norm (0: off)")
+    return parser
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def common_arguments(parser: argparse.ArgumentParser):
     """Options every stage takes."""
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, renders")
-    parser.add_argument("--steps", type=int, default=10000, help="total optimizer steps")
+    parser.add_argument("--steps", type=positive_int, default=10000, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16, help="shapes per step and process")
     parser.add_argument("--lr", type=float, help="learning rate (default: the stage's)")
     parser.add_argument("--seed", type=int, default=0, help="seeds data order and all randomness")

@@ -10,7 +10,6 @@ the indicator of the clean surface. Training on noisy inputs is what lets the ne
 LION's generated point clouds before meshing. The output, RUN/sap.safetensors, is what
 `python -m backend reconstruct --network` and the server's reconstruct op load.
 """
-import argparse
 import json
 import os
 
@@ -65,10 +64,7 @@ class OrientedSurfaces:
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m backend.train sap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    runtime.common_arguments(parser)
-    runtime.data_arguments(parser)
+    parser = runtime.stage_parser("sap", __doc__, grad_clip=0.0)
     parser.add_argument("--network-config", help="JSON file of backend.sap.network.NetworkConfig fields "
                                                  "(default: the built-in sizes)")
     parser.add_argument("--input-points", type=int, default=DEFAULT_INPUT_POINTS,
@@ -79,8 +75,6 @@ def parse_arguments(argv):
                         help="input noise standard deviation, as a fraction of each shape's largest side")
     parser.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help="Poisson grid (power of two, 32..256)")
     parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Poisson smoothing")
-    parser.add_argument("--grad-clip", type=float, default=0.0,
-                        help="max gradient norm (0: off, as backend.sap.training.train_network)")
     args = parser.parse_args(argv)
     try:
         check_resolution(args.resolution)
@@ -122,35 +116,20 @@ def main(argv=None):
     batches = runtime.BatchOrder(surfaces, args.batch_size, args.seed, dist)
     preview = torch.stack([surfaces[i] for i in range(min(4, len(surfaces)))])
 
-    parts = {"network": network, "optimizer": optimizer}
-    step = runtime.restore_state(args, dist, parts)
-    run_log = runtime.RunLog(args.out, args.steps, step, dist.is_main)
-
     def train_step(step):
         oriented = batches.batch(step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
         batch = make_training_batch(oriented[..., :3], oriented[..., 3:], args.input_points, args.noise, generator)
         loss = indicator_loss(trainer, batch.to(dist.device), args.resolution, args.sigma)
-        if not runtime.is_finite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        scalars = {"loss": loss.item()}
-        if args.grad_clip > 0:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(network.parameters(), args.grad_clip).item()
-        optimizer.step()
-        return scalars
+        runtime.check_finite(loss, step)
+        return runtime.optimize(optimizer, loss, network.parameters(), args.grad_clip, {"loss": loss.item()})
 
-    def checkpoint(step):
-        runtime.check_replicas(network, dist, run_log, step)
-        if dist.is_main:
-            runtime.save_state(args.out, step, parts)
-            atomic_save_network(args.out, network)
-            render_oriented_points(network, preview, args, step)
-        dist.barrier()
+    def save(step):
+        atomic_save_network(args.out, network)
+        render_oriented_points(network, preview, args, step)
 
     network.train()
-    return runtime.run_steps(args, dist, run_log, step, train_step, checkpoint)
+    return runtime.run_training(args, dist, {"network": network, "optimizer": optimizer}, network, train_step, save)
 
 
 @torch.no_grad()

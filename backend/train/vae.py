@@ -17,7 +17,6 @@ points' xyz, which the decoder learns to remove and the point prior is later tra
 --decoder-only trains the decoder alone, so the encoders' latents (and the priors and voxel-guide
 encoder fitted to them) stay valid.
 """
-import argparse
 import os
 
 import torch
@@ -62,12 +61,8 @@ def latent_usage(encoding):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m backend.train vae", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = runtime.stage_parser("vae", __doc__, grad_clip=10.0)
     parser.add_argument("--config", default="tiny", help="model config: 'tiny', 'paper' or a JSON file")
-    runtime.common_arguments(parser)
-    runtime.data_arguments(parser)
-    parser.add_argument("--grad-clip", type=float, default=10.0, help="max gradient norm (0: off)")
     parser.add_argument("--kl-max", type=float, default=KL_WEIGHT_END, help=f"final KL weight (LION: {KL_WEIGHT_END})")
     parser.add_argument("--kl-anneal-portion", type=float, default=0.5,
                         help="fraction of --steps over which the KL weight ramps up (LION: 0.5)")
@@ -121,37 +116,23 @@ def main(argv=None):
     preview = torch.stack([dataset[i] for i in range(min(4, len(dataset)))]).to(dist.device)
     data_facts = runtime.data_metadata(dataset)
 
-    parts = {"model": model, "optimizer": optimizer}
-    step = runtime.restore_state(args, dist, parts)
-    run_log = runtime.RunLog(args.out, args.steps, step, dist.is_main)
-
     def train_step(step):
         points = batches.batch(step).to(dist.device)
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, dist.device)
         kl_weight = runtime.linear_ramp(step, args.kl_start, args.kl_max, int(args.steps * args.kl_anneal_portion))
         loss, scalars = vae_loss(vae, points, kl_weight, generator, args.kl_shape_scale)
-        if not runtime.is_finite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.grad_clip > 0:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(trained, args.grad_clip).item()
-        optimizer.step()
-        return scalars
+        runtime.check_finite(loss, step)
+        return runtime.optimize(optimizer, loss, trained, args.grad_clip, scalars)
 
-    def checkpoint(step):
-        runtime.check_replicas(model.vae, dist, run_log, step)
-        if dist.is_main:
-            runtime.save_state(args.out, step, parts)
-            runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
-                                      extra={"stage": "vae", "trained_parts": ["vae"], **data_facts,
-                                             **({"continued_from": args.init} if args.init else {})})
-            render_reconstructions(model, preview, args.out, step)
-        dist.barrier()
+    def save(step):
+        runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
+                                  extra={"stage": "vae", "trained_parts": ["vae"], **data_facts,
+                                         **({"continued_from": args.init} if args.init else {})})
+        render_reconstructions(model, preview, args.out, step)
 
     model.train()
-    return runtime.run_steps(args, dist, run_log, step, train_step, checkpoint)
+    return runtime.run_training(args, dist, {"model": model, "optimizer": optimizer}, model.vae, train_step, save)
 
 
 @torch.no_grad()

@@ -19,8 +19,6 @@ encoder already in the input is replaced: fine-tuning always starts from the VAE
 The released LION code has no such stage; this follows the paper's description of fine-tuning
 the encoders on voxelized shapes, with targets from the frozen encoders on the clean shapes.
 """
-import argparse
-
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -113,16 +111,12 @@ def voxel_encoder_loss(encoder, vae, clean, guide):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m backend.train voxel-encoder", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = runtime.stage_parser("voxel-encoder", __doc__, grad_clip=1.0)
     parser.add_argument("--model", required=True, help="model.safetensors of a trained VAE or prior run")
-    runtime.common_arguments(parser)
-    runtime.data_arguments(parser)
     parser.add_argument("--min-resolution", type=int, default=DEFAULT_MIN_RESOLUTION,
                         help="coarsest guide: voxels along a shape's longest side")
     parser.add_argument("--max-resolution", type=int, default=DEFAULT_MAX_RESOLUTION,
                         help="finest guide: voxels along a shape's longest side")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
     args = parser.parse_args(argv)
     if not 1 <= args.min_resolution <= args.max_resolution <= 256:
         parser.error("--min-resolution and --max-resolution must satisfy 1 <= min <= max <= 256")
@@ -142,40 +136,25 @@ def main(argv=None):
     batches = runtime.BatchOrder(shapes, args.batch_size, args.seed, dist)
     preview = preview_pairs(shapes, dist.device)
 
-    parts = {"voxel_encoder": model.voxel_encoder, "optimizer": optimizer}
-    step = runtime.restore_state(args, dist, parts)
-    run_log = runtime.RunLog(args.out, args.steps, step, dist.is_main)
-
     def train_step(step):
         pairs = batches.batch(step).to(dist.device)
         runtime.seed_step(args.seed, dist.rank, step)
         loss, scalars = voxel_encoder_loss(encoder, model.vae, pairs[:, 0], pairs[:, 1])
-        if not runtime.is_finite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.grad_clip > 0:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.voxel_encoder.parameters(),
-                                                                  args.grad_clip).item()
-        optimizer.step()
-        return scalars
+        runtime.check_finite(loss, step)
+        return runtime.optimize(optimizer, loss, model.voxel_encoder.parameters(), args.grad_clip, scalars)
 
-    def checkpoint(step):
-        runtime.check_replicas(model.voxel_encoder, dist, run_log, step)
-        if dist.is_main:
-            runtime.save_state(args.out, step, parts)
-            trained_parts = list(source_metadata.get("trained_parts", ["vae"]))
-            runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
-                                      extra={"stage": "voxel-encoder",
-                                             "trained_parts": trained_parts + ["voxel_encoder"],
-                                             "source_model_step": source_metadata.get("step"),
-                                             "guide_resolutions": [args.min_resolution, args.max_resolution],
-                                             **runtime.inherited_metadata(source_metadata)})
-            render_guided_reconstructions(model, preview, args.out, step)
-        dist.barrier()
+    def save(step):
+        trained_parts = list(source_metadata.get("trained_parts", ["vae"]))
+        runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
+                                  extra={"stage": "voxel-encoder", "trained_parts": trained_parts + ["voxel_encoder"],
+                                         "source_model_step": source_metadata.get("step"),
+                                         "guide_resolutions": [args.min_resolution, args.max_resolution],
+                                         **runtime.inherited_metadata(source_metadata)})
+        render_guided_reconstructions(model, preview, args.out, step)
 
     model.voxel_encoder.train()
-    return runtime.run_steps(args, dist, run_log, step, train_step, checkpoint)
+    parts = {"voxel_encoder": model.voxel_encoder, "optimizer": optimizer}
+    return runtime.run_training(args, dist, parts, model.voxel_encoder, train_step, save)
 
 
 def preview_pairs(shapes, device, count=4):

@@ -1,4 +1,6 @@
-"""The point-to-oriented-points network, its checkpoints and its training loop."""
+"""The point-to-oriented-points network, its checkpoints and its training (the sap stage's loop)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,24 +15,25 @@ from backend.sap.network import (
     sample_features,
     save_network,
 )
-from backend.sap.training import (
-    TrainingBatch,
-    estimate_surface_normals,
-    indicator_loss,
-    make_training_batch,
-    train_network,
-)
+from backend.sap.training import TrainingBatch, estimate_surface_normals, indicator_loss, make_training_batch
+from backend.train.sap import main as train_sap
+from test_train import finish, logged_steps, train
 
-SMALL = NetworkConfig(feature_grid=16, channels=16, unet_levels=2, offsets_per_point=2)
+SMALL_SETTINGS = {"feature_grid": 16, "channels": 16, "unet_levels": 2, "offsets_per_point": 2}
+SMALL = NetworkConfig(**SMALL_SETTINGS)
+
+
+def _meshes():
+    """Two closed shapes: an ellipsoid and a box."""
+    ellipsoid = trimesh.creation.icosphere(subdivisions=3)
+    ellipsoid.apply_scale((1.0, 0.6, 0.8))
+    return {"ellipsoid": ellipsoid, "box": trimesh.creation.box((1.0, 0.5, 0.8))}
 
 
 def _surfaces(count=3000):
     """Two clean oriented shapes: an ellipsoid and a box, float32 [2, count, 3] each."""
-    ellipsoid = trimesh.creation.icosphere(subdivisions=3)
-    ellipsoid.apply_scale((1.0, 0.6, 0.8))
-    box = trimesh.creation.box((1.0, 0.5, 0.8))
     points, normals = [], []
-    for mesh in (ellipsoid, box):
+    for mesh in _meshes().values():
         sample, faces = trimesh.sample.sample_surface(mesh, count, seed=0)
         points.append(sample)
         normals.append(mesh.face_normals[faces])
@@ -105,18 +108,32 @@ def test_checkpoint_round_trip(tmp_path):
         load_network(str(tmp_path / "other.safetensors"))
 
 
-def test_training_lowers_the_indicator_loss():
-    torch.manual_seed(0)
+def _sap_run_options(tmp_path, shapes=("ellipsoid", "box")):
+    """Options of a small sap stage run on a folder holding the meshes of `shapes`."""
+    data = tmp_path / "meshes"
+    data.mkdir(exist_ok=True)
+    for name in shapes:
+        _meshes()[name].export(data / f"{name}.obj")
+    network_config = tmp_path / "network.json"
+    network_config.write_text(json.dumps(SMALL_SETTINGS))
+    return ["--data", str(data), "--lr", "3e-3", "--resolution", "32", "--input-points", "256",
+            "--surface-points", "3000", "--noise", "0.01", "--network-config", str(network_config)]
+
+
+def test_training_lowers_the_indicator_loss(tmp_path):
+    # The sap stage's own loop, on the two shapes of _surfaces (a batch of both, every step).
+    out = tmp_path / "run"
+    code, output = finish(train("sap", out, *_sap_run_options(tmp_path), steps=12))
+    assert code == 0, output
+    logged = [entry for entry in logged_steps(out) if "loss" in entry]
+    assert [entry["step"] for entry in logged] == list(range(1, 13))
+    losses = [entry["loss"] for entry in logged]
+    assert all(0.0 <= loss <= 4.0 for loss in losses)
+    assert np.mean(losses[-3:]) < 0.25 * losses[0]
+    network = load_network(str(out / "sap.safetensors"))
     generator = torch.Generator().manual_seed(0)
     surface_points, surface_normals = _surfaces()
     batch = make_training_batch(surface_points, surface_normals, 256, noise=0.01, generator=generator)
-    network = PointsToOrientedPoints(SMALL)
-    seen = []
-    losses = train_network(network, iter([batch] * 12), 12, learning_rate=3e-3, resolution=32,
-                           on_step=lambda step, loss: seen.append(step))
-    assert seen == list(range(1, 13))
-    assert all(0.0 <= loss <= 4.0 for loss in losses)
-    assert np.mean(losses[-3:]) < 0.25 * losses[0]
     with torch.no_grad():
         assert indicator_loss(network, batch, resolution=32).item() < 0.25 * losses[0]
 
@@ -138,7 +155,7 @@ def test_training_batches_hold_noisy_subsets_of_the_surface():
         make_training_batch(surface_points, surface_normals, 10, noise=-1.0)
 
 
-def test_bad_batches_and_steps_are_refused():
+def test_bad_batches_and_steps_are_refused(tmp_path, capsys):
     surface_points, surface_normals = _surfaces(200)
     broken = surface_points.clone()
     broken[0, 0, 0] = float("nan")
@@ -146,12 +163,13 @@ def test_bad_batches_and_steps_are_refused():
         TrainingBatch(broken, surface_points, surface_normals)
     with pytest.raises(ValueError, match="surface_normals"):
         TrainingBatch(surface_points, surface_points, surface_normals[:, :10])
-    batch = TrainingBatch(surface_points[:, :50], surface_points, surface_normals)
-    network = PointsToOrientedPoints(SMALL)
-    with pytest.raises(ValueError, match="steps"):
-        train_network(network, iter([batch]), 0, resolution=32)
-    with pytest.raises(ValueError, match="ran out after 1 of 2"):
-        train_network(network, iter([batch]), 2, resolution=32)
+    # The sap stage refuses a step count below 1, and data that cannot fill one batch.
+    options = _sap_run_options(tmp_path, shapes=("box",))
+    with pytest.raises(SystemExit):
+        train_sap(["--out", str(tmp_path / "none"), "--steps", "0", "--device", "cpu", *options])
+    assert "--steps" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="1 shapes: too few for batch size 2"):
+        train_sap(["--out", str(tmp_path / "short"), "--steps", "2", "--batch-size", "2", "--device", "cpu", *options])
 
 
 def test_surface_normals_can_be_estimated_for_clean_points():
