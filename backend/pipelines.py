@@ -8,7 +8,6 @@ callback (step, total, stage) sees every network step and may raise to cancel.
 Shapes are encoded to posterior samples (`encode`), the latents the priors were trained on,
 drawn with the request's generator so a seed gives the same result every time.
 """
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -16,45 +15,19 @@ import torch
 from backend import diffusion, op_schema
 
 Progress = Callable[[int, int, str], None]
-SAMPLERS = op_schema.field("sample", "sampler").choices
+SAMPLERS = diffusion.SAMPLERS
 DEFAULT_GUIDANCE = op_schema.field("sample", "guidance").default  # classifier-free guidance scale
 
-
-@dataclass
-class SamplerSettings:
-    """How the latent DDMs are sampled: DDIM with `steps` steps (η = `eta`), or full DDPM."""
-
-    sampler: str = "ddim"
-    steps: int = 25
-    eta: float = 0.0
-    spacing: str = "uniform"
-
-    def validate(self, num_steps):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= num_steps:
-            raise ValueError(f"steps must be an integer in 1..{num_steps}, got {self.steps!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
-
-    def network_calls(self, num_steps):
-        """Network evaluations of one full sampling pass from noise."""
-        return num_steps if self.sampler == "ddpm" else self.steps
+# How the latent DDMs are sampled (DDIM in `steps` steps with η = `eta`, or full DDPM), built
+# from a request as SamplerSettings(sampler=..., steps=..., eta=...); each pipeline validates it
+# against the model's T on entry and then leaves the DDPM/DDIM choice to its methods.
+SamplerSettings = diffusion.Sampler
 
 
 def _stage_callback(progress: Optional[Progress], stage: str):
     if progress is None:
         return None
     return lambda step, total: progress(step, total, stage)
-
-
-def denoise(schedule, eps_model, noise, settings: SamplerSettings, generator, callback):
-    """Sample from pure noise at step T down to data with the chosen sampler."""
-    if settings.sampler == "ddpm":
-        return diffusion.ddpm_sample(schedule, eps_model, noise, generator=generator, callback=callback)
-    steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)
-    return diffusion.ddim_sample(schedule, eps_model, noise, steps, eta=settings.eta, generator=generator,
-                                 callback=callback)
 
 
 @torch.no_grad()
@@ -75,12 +48,12 @@ def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(
     device = next(model.parameters()).device
     vae_config = model.config.vae
     z_noise = torch.randn(count, vae_config.shape_latent_dim, generator=generator, device=generator.device)
-    shape_latent = denoise(schedule, shape_eps, z_noise.to(device), settings, generator,
-                           _stage_callback(progress, "shape latent"))
+    shape_latent = settings.sample(schedule, shape_eps, z_noise.to(device), generator=generator,
+                                   callback=_stage_callback(progress, "shape latent"))
     h_noise = torch.randn(count, vae_config.num_points, model.config.latent_point_dim, generator=generator,
                           device=generator.device)
-    latent_points = denoise(schedule, model.point_eps_model(shape_latent), h_noise.to(device),
-                            settings, generator, _stage_callback(progress, "latent points"))
+    latent_points = settings.sample(schedule, model.point_eps_model(shape_latent), h_noise.to(device),
+                                    generator=generator, callback=_stage_callback(progress, "latent points"))
     return model.vae.decode(shape_latent, latent_points)
 
 
@@ -175,22 +148,20 @@ def variations(model, points, count, tau, generator, settings: SamplerSettings =
     settings.validate(schedule.num_steps)
     _check_tau(tau, schedule)
     shape_latent, latent_points = encode(model, points[None].expand(count, -1, -1), generator, encoder)
-    num_steps = None if settings.sampler == "ddpm" else settings.steps
-    common = dict(num_steps=num_steps, spacing=settings.spacing, eta=settings.eta, generator=generator)
-    shape_eps_model = model.shape_eps_model(category, 1.0)
-    new_shape_latent = diffusion.diffuse_denoise(schedule, shape_eps_model, shape_latent, tau,
+    common = dict(num_steps=settings.ddim_step_count, spacing=settings.spacing, eta=settings.eta, generator=generator)
+    new_shape_latent = diffusion.diffuse_denoise(schedule, model.shape_eps_model(category, 1.0), shape_latent, tau,
                                                  callback=_stage_callback(progress, "shape latent"), **common)
-    if invert_points and settings.sampler == "ddim":
-        steps = diffusion.sampling_steps(schedule, min(settings.steps, tau), settings.spacing, start=tau)
+    new_point_eps_model = model.point_eps_model(new_shape_latent)
+    latent_points_callback = _stage_callback(progress, "latent points")
+    if invert_points and not settings.is_ddpm:  # DDIM: sampled back along the path it was inverted on
+        steps = settings.ddim_steps(schedule, tau)
         noisy = diffusion.ddim_invert(schedule, model.point_eps_model(shape_latent), latent_points, steps,
                                       callback=_stage_callback(progress, "inverting latent points"))
-        new_latent_points = diffusion.ddim_sample(schedule, model.point_eps_model(new_shape_latent), noisy, steps,
-                                                  eta=settings.eta, generator=generator,
-                                                  callback=_stage_callback(progress, "latent points"))
+        new_latent_points = diffusion.ddim_sample(schedule, new_point_eps_model, noisy, steps, eta=settings.eta,
+                                                  generator=generator, callback=latent_points_callback)
     else:
-        new_latent_points = diffusion.diffuse_denoise(
-            schedule, model.point_eps_model(new_shape_latent), latent_points, tau,
-            callback=_stage_callback(progress, "latent points"), **common)
+        new_latent_points = diffusion.diffuse_denoise(schedule, new_point_eps_model, latent_points, tau,
+                                                      callback=latent_points_callback, **common)
     return model.vae.decode(new_shape_latent, new_latent_points)
 
 
@@ -234,8 +205,8 @@ def interpolate(model, points_a, points_b, frames, settings: SamplerSettings = S
     schedule = model.schedule
     settings.validate(schedule.num_steps)
     _check_tau(depth, schedule)
-    steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)
-    point_steps = diffusion.sampling_steps(schedule, min(settings.steps, depth), settings.spacing, start=depth)
+    steps = settings.ddim_steps(schedule)  # DDIM whatever the sampler: inversion needs its path
+    point_steps = settings.ddim_steps(schedule, depth)
     shape_latent, latent_points = encode(model, torch.stack([points_a, points_b]), _fixed_generator())
     total = 2 * (len(steps) + len(point_steps))  # one tick per step: invert both latents, sample both
     done = [0]
@@ -278,15 +249,9 @@ def regenerate_region(model, points, keep, generator, settings: SamplerSettings 
     shape_latent, latent_points = encode(model, points[None], generator)
     known = keep[None, :, None].expand_as(latent_points)
     point_prior = model.point_eps_model(shape_latent)
-    callback = _stage_callback(progress, "latent points")
-    if settings.sampler == "ddim":
-        steps = diffusion.sampling_steps(schedule, settings.steps, settings.spacing)
-        new_latent_points = diffusion.masked_ddim_sample(schedule, point_prior, latent_points, known, steps,
-                                                         eta=settings.eta, generator=generator, callback=callback)
-    else:
-        new_latent_points = diffusion.masked_sample(schedule, point_prior, latent_points, known,
-                                                    jump_length=jump_length, resamples=resamples,
-                                                    generator=generator, callback=callback)
+    new_latent_points = settings.inpaint(schedule, point_prior, latent_points, known, jump_length=jump_length,
+                                         resamples=resamples, generator=generator,
+                                         callback=_stage_callback(progress, "latent points"))
     return model.vae.decode(shape_latent, new_latent_points)
 
 

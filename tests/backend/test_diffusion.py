@@ -670,3 +670,66 @@ def test_masked_ddim_sample_rejects_a_mask_of_the_wrong_shape():
     with pytest.raises(ValueError, match="known_mask"):
         diffusion.masked_ddim_sample(schedule, lambda x, i: x, torch.zeros(2, 5, 4), torch.ones(3, 5, 1).bool(),
                                      [10, 5])
+
+
+# ----------------------------------------------------------------------------- Sampler
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_sampler_runs_the_sampler_functions_it_names(eta):
+    x = torch.randn(2, 16, 4, generator=seeded(50))
+    known = torch.arange(16).reshape(1, 16, 1) < 8
+    ddpm, ddim = diffusion.Sampler("ddpm"), diffusion.Sampler("ddim", steps=7, eta=eta, spacing="quadratic")
+    steps = diffusion.sampling_steps(SCHEDULE, 7, "quadratic")
+    pairs = [
+        (ddpm.sample(SCHEDULE, smooth_toy_eps, x, start=30, generator=seeded(51)),
+         diffusion.ddpm_sample(SCHEDULE, smooth_toy_eps, x, start_step=30, generator=seeded(51))),
+        (ddim.sample(SCHEDULE, smooth_toy_eps, x, generator=seeded(52)),
+         diffusion.ddim_sample(SCHEDULE, smooth_toy_eps, x, steps, eta=eta, generator=seeded(52))),
+        (ddim.sample(SCHEDULE, smooth_toy_eps, x, start=5, generator=seeded(53)),  # 7 steps capped at 5
+         diffusion.ddim_sample(SCHEDULE, smooth_toy_eps, x, [5, 4, 3, 2, 1], eta=eta, generator=seeded(53))),
+        (ddpm.inpaint(SCHEDULE, smooth_toy_eps, x, known, jump_length=50, resamples=2, generator=seeded(56)),
+         diffusion.masked_sample(SCHEDULE, smooth_toy_eps, x, known, jump_length=50, resamples=2,
+                                 generator=seeded(56))),
+        (ddim.inpaint(SCHEDULE, smooth_toy_eps, x, known, generator=seeded(57)),
+         diffusion.masked_ddim_sample(SCHEDULE, smooth_toy_eps, x, known, steps, eta=eta, generator=seeded(57))),
+    ]
+    for i, (through_sampler, direct) in enumerate(pairs):
+        assert torch.equal(through_sampler, direct), i
+    assert ddpm.network_calls(T) == T and ddim.network_calls(T) == 7
+    assert ddpm.ddim_step_count is None and ddim.ddim_step_count == 7
+
+
+def test_masked_ddim_with_nothing_known_is_plain_ddim_from_its_starting_noise():
+    # The known-region replacement touches only known entries: with none known (and eta = 0, so
+    # that its draws of known-region noise cannot shift the sampler's own), the path is DDIM's.
+    x0 = torch.randn(3, 6, generator=seeded(60))
+    steps = diffusion.sampling_steps(SCHEDULE, 9)
+    inputs = []
+
+    def recording_eps(x, index):
+        inputs.append(x.clone())
+        return smooth_toy_eps(x, index)
+
+    masked = diffusion.masked_ddim_sample(SCHEDULE, recording_eps, x0, torch.zeros(1, 6, dtype=torch.bool), steps,
+                                          generator=seeded(61))
+    assert torch.equal(masked, diffusion.ddim_sample(SCHEDULE, smooth_toy_eps, inputs[0], steps))
+
+
+@pytest.mark.parametrize("settings, name", [
+    (diffusion.Sampler(sampler="euler"), "sampler"),
+    (diffusion.Sampler(steps=0), "steps"),
+    (diffusion.Sampler(steps=T + 1), "steps"),
+    (diffusion.Sampler(steps=True), "steps"),
+    (diffusion.Sampler(eta=-0.1), "eta"),
+    (diffusion.Sampler(spacing="cosine"), "spacing"),
+])
+def test_sampler_validate_names_the_bad_setting(settings, name):
+    with pytest.raises(ValueError, match=name):
+        settings.validate(T)
+
+
+def test_the_op_schema_offers_exactly_the_samplers_sampler_runs():
+    from backend import op_schema
+
+    assert sorted(op_schema.field("sample", "sampler").choices) == sorted(diffusion.SAMPLERS)
