@@ -42,6 +42,14 @@ def add_common_arguments(parser, op):
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
 
 
+def add_start_arguments(parser, op, closeness):
+    """The options of an op that starts from a shape partway along the noise: --similarity or
+    --tau (`closeness` says what a small tau keeps close to), and --category."""
+    add_field_option(parser, op, "similarity")
+    add_field_option(parser, op, "category")
+    add_field_option(parser, op, "tau", help=f"the diffusion step to start from, instead of --similarity: small {closeness}")
+
+
 def field_params(args, op):
     """The request fields of `op` the command line gave (None: left to the backend's default)."""
     return {name: getattr(args, name) for name in op_schema.OPS[op] if getattr(args, name, None) is not None}

@@ -5,10 +5,7 @@ from backend.cli import _generation
 def add_arguments(parser):
     parser.add_argument("input", help="the shape: a mesh (.ply/.obj/.stl/.off/.glb) or points (.npy [N, 3])")
     _generation.add_common_arguments(parser, "variations")
-    _generation.add_field_option(parser, "variations", "similarity")
-    _generation.add_field_option(parser, "variations", "category")
-    _generation.add_field_option(parser, "variations", "tau", help="the diffusion step to start from, instead of "
-                                 "--similarity: small stays close")
+    _generation.add_start_arguments(parser, "variations", "stays close")
 
 
 def run(args):

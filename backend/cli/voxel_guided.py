@@ -11,10 +11,7 @@ def add_arguments(parser):
     guide = op_schema.GUIDE_RESOLUTION
     parser.add_argument("--resolution", dest="guide_resolution", type=int, default=guide.default,
                         help=f"when voxelizing a mesh: {guide.doc}; {guide.bounds()} (default {guide.default})")
-    _generation.add_field_option(parser, "voxel_guided", "similarity")
-    _generation.add_field_option(parser, "voxel_guided", "category")
-    _generation.add_field_option(parser, "voxel_guided", "tau", help="the diffusion step to start from, instead of "
-                                 "--similarity: small follows the guide closely")
+    _generation.add_start_arguments(parser, "voxel_guided", "follows the guide closely")
 
 
 def run(args):
