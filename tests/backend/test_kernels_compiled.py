@@ -159,3 +159,27 @@ def test_public_ops_run_the_compiled_operators(compiled, device, monkeypatch):
     out = ops.grouping(coords, ops.ball_query(coords[:, :, :16], coords, 0.2, 8))
     assert calls == ["ball_query"]
     assert out.shape == (2, 3, 16, 8) and out.device.type == device
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nearest_searches_match_reference_across_scan_blocks(compiled, device, dtype):
+    """The CPU scans candidates in blocks of 64 and skips blocks with none near enough
+    (kernels/csrc/point_voxel_cpu.cpp): sizes that are no multiple of 64, hits in the last
+    partial block only, equal distances in different blocks, balls holding nothing, one point
+    or all of them."""
+    g = torch.Generator().manual_seed(11)
+    points = (torch.rand(3, 3, 200, generator=g, dtype=torch.float64) * 2 - 1).to(device, dtype)
+    points[0, :, 190:] = points[0, :, 7:8]  # a cluster at the end, and its twin in the first block
+    centers = points[:, :, 5:136].clone()  # 131 centers, each on a point
+    centers[:, :, 64] = centers[:, :, 3]  # the same center in three blocks: ties at equal distance
+    centers[:, :, 128] = centers[:, :, 3]
+    for radius, neighbours in ((1e-3, 4), (0.05, 8), (0.3, 32), (4.0, 64)):
+        assert torch.equal(compiled_ops.ball_query(compiled, centers, points, radius, neighbours),
+                           reference.ball_query(centers, points, radius, neighbours))
+    for queries, sources in ((points, centers), (centers, points), (points, points[:, :, 150:])):
+        assert torch.equal(compiled.three_nn(queries.contiguous(), sources.contiguous())[0].long(),
+                           reference.three_nn(queries, sources)[0])
+        cfeat = _grad((3, 5, sources.shape[2]), seed=4, device=device, dtype=dtype)
+        _assert_same_op(lambda c: compiled_ops.three_nn_interpolate(compiled, queries, sources, c),
+                        lambda c: reference.three_nn_interpolate(queries, sources, c), [cfeat], [0],
+                        tol=TOLERANCE[dtype])
