@@ -3,13 +3,14 @@ and what that does to whole-model work, all in one run.
 
     .venv/bin/python bench/bench_kernels.py [--quick] [--batch B] [--no-models] [--threads N]
 
-Operator rows: the PyTorch reference and the compiled operators on the CPU, with the speed-up;
+Operator rows: the PyTorch reference and the compiled operators on the CPU, with the speed-up,
+and for the operators bound by memory the one pass over it that no implementation avoids;
 on a machine with CUDA the same pair on the GPU. Sizes follow LION's PVCNN U-Nets: N = 2048
 points, C = 64 channels, grid r = 32, the first set-abstraction stage (M = 1024 centers,
 radius 0.1, K = 32) and the last feature-propagation step (1024 -> 2048).
 Model rows (the shipped default model, on the CPU): one h0-prior and one VAE training step
 (forward + backward at the recipe's batch of 8; the optimizer's step costs the same on both
-paths) and 4 variations through the server's handler, as the add-on asks for them.
+paths) and 4 variations through the server's ops, as the add-on asks for them.
 Writes bench/results/kernels.json.
 """
 import argparse
@@ -69,6 +70,17 @@ def _inputs(batch, device):
     }
 
 
+def _memory_floors(x):
+    """{op name: a call that moves the memory the op must move, and nothing more}. Voxelizing
+    writes a fresh [B, C, r³] grid (134 MB at B = 16); devoxelizing 32k points reads nearly
+    every voxel of one. No implementation of these ops can beat these passes."""
+    grid = x["grid"].detach()
+    return {
+        "avg_voxelize r=32": lambda: torch.zeros_like(grid),
+        "trilinear_devoxelize r=32": lambda: grid.sum(),
+    }
+
+
 def _cases(x):
     """(op name, forward callable through kernels.ops, differentiable input or None)."""
     return [
@@ -85,6 +97,7 @@ def _cases(x):
 def operator_rows(device, batch, repeats):
     sync = torch.cuda.synchronize if device == "cuda" else None
     x = _inputs(batch, device)
+    floors = _memory_floors(x)
     rows = []
     for name, forward, differentiable in _cases(x):
         def forward_only():
@@ -98,8 +111,11 @@ def operator_rows(device, batch, repeats):
 
         for mode, call in [("forward", forward_only)] + ([("forward+backward", forward_backward)]
                                                          if differentiable else []):
-            rows.append({"what": name, "mode": mode, "device": device, "batch": batch,
-                         **on_both_paths(call, repeats, sync)})
+            row = {"what": name, "mode": mode, "device": device, "batch": batch, **on_both_paths(call, repeats, sync)}
+            if mode == "forward" and name in floors:
+                with torch.no_grad():
+                    row["memory_floor_ms"] = time_call(floors[name], repeats=repeats, warmup=1, sync=sync) * 1e3
+            rows.append(row)
     return rows
 
 
@@ -178,7 +194,7 @@ def main(argv=None):
         rows += operator_rows("cuda", batch, repeats)
     if not args.no_models:
         rows += model_rows(1 if args.quick else 3)
-    print_table(rows, ["what", "mode", "device", "batch", "reference_ms", "compiled_ms", "speedup"])
+    print_table(rows, ["what", "mode", "device", "batch", "reference_ms", "compiled_ms", "speedup", "memory_floor_ms"])
     print(f"kernels: {info['active']} ({info['reason']})")
     result = write_results("kernels", rows, extra={"implementation": info, "quick": args.quick,
                                                    "torch_threads": torch.get_num_threads()})
