@@ -15,7 +15,6 @@ import torch
 from backend import diffusion, op_schema
 
 Progress = Callable[[int, int, str], None]
-SAMPLERS = diffusion.SAMPLERS
 DEFAULT_GUIDANCE = op_schema.field("sample", "guidance").default  # classifier-free guidance scale
 
 # How the latent DDMs are sampled (DDIM in `steps` steps with η = `eta`, or full DDPM), built

@@ -42,26 +42,33 @@ def results(session, request, points_world, context):
     arrays = {"points": np.ascontiguousarray(points_world, dtype=np.float64)}
     header = {"output": request["output"]}
     if request["output"] == "mesh":
+        network = sap_network(session, request)  # found once: finding it scans the model folders
+        header["normals"] = normals_source(network)
         for index, points in enumerate(points_world):
             context.progress(index, len(points_world), "reconstructing meshes")
-            vertices, faces, header["normals"] = reconstruct_points(session, points, request)
-            arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = vertices, faces
+            arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = reconstruct_points(
+                session, points, request, network)
     return header, arrays
 
 
-def reconstruct_points(session, points, request):
-    """(vertices float64 [V, 3] in the points' frame, faces int32 [F, 3], "network" or "estimated")."""
+def reconstruct_points(session, points, request, network):
+    """(vertices float64 [V, 3] in the points' frame, faces int32 [F, 3]), oriented by `network`
+    (None: estimated normals)."""
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
-    network = _sap_network(session, request)
     try:
         mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=session.device)
     except ValueError as exc:  # the points cannot be reconstructed (too few, NaN, ...)
         raise RequestError(str(exc)) from None
-    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), "estimated" if network is None else "network"
+    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32)
 
 
-def _sap_network(session, request):
+def normals_source(network):
+    """What the reply's "normals" says oriented the points."""
+    return "estimated" if network is None else "network"
+
+
+def sap_network(session, request):
     """The model's Shape As Points network, or None (estimated normals): field "normals" is
     "auto" (the network where the model ships one), "network" or "estimated"."""
     choice = request["normals"]

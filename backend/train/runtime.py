@@ -169,7 +169,7 @@ def lr_factor(decay: str, step: int, total: int) -> float:
 
 def check_finite(loss, step):
     """Stop the run on a NaN or infinite loss, before it reaches the weights."""
-    if not is_finite(loss):
+    if not math.isfinite(float(loss.detach())):
         raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last checkpoint is kept")
 
 
@@ -504,10 +504,6 @@ def linear_ramp(step, start_value, end_value, ramp_steps):
         return end_value
     fraction = min(1.0, step / ramp_steps)
     return start_value + (end_value - start_value) * fraction
-
-
-def is_finite(value):
-    return math.isfinite(float(value.detach() if torch.is_tensor(value) else value))
 
 
 def setup_logging(dist):
