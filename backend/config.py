@@ -117,6 +117,10 @@ class ShapeLatentPriorConfig:
     # gets a learned embedding added to the time embedding, plus one for "no category", which
     # classifier-free guidance mixes with the asked one.
     categories: List[str] = field(default_factory=list)
+    # How often each category occurs among the training shapes, in the order of `categories`
+    # (empty: not recorded). It is p(category), the top of the model's chain: generating with
+    # no category asked draws each shape's category from it (`LionModel.draw_categories`).
+    category_shares: List[float] = field(default_factory=list)
 
 
 @dataclass
@@ -326,6 +330,12 @@ def validate_config(config: LionConfig) -> None:
     categories = prior.categories
     if any(not isinstance(name, str) or not name.strip() for name in categories) or len(set(categories)) != len(categories):
         raise ValueError(f"shape_prior.categories must be distinct non-empty names, got {categories!r}")
+    shares = prior.category_shares
+    if shares and (len(shares) != len(categories) or not all(isinstance(share, (int, float)) and not isinstance(share, bool)
+                                                             and math.isfinite(share)
+                                                             and share >= 0 for share in shares) or sum(shares) <= 0):
+        raise ValueError(f"shape_prior.category_shares must be empty or one finite share >= 0 per category, "
+                         f"not all 0; got {shares!r} for {len(categories)} categories")
 
 
 def _unet(down, up, dropout=0.1) -> UNetConfig:

@@ -35,14 +35,22 @@ def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(
     """`count` new shapes: z0 from its DDM, h0 from its DDM given z0, decoded.
 
     generator: a torch.Generator (a CPU one gives the same shapes on every device).
-    category: one of `model.categories` (None or "any": any category); `guidance` is its
-    classifier-free guidance scale (1: plain conditional).
+    category: one of `model.categories`, or None/"any" for any category; `guidance` is the
+    classifier-free guidance scale of a named category (1: plain conditional). With "any", a
+    model that records how often each category was trained on draws each shape's category
+    from those shares and samples z0 given it (guidance 1): the model's own p(category), then
+    p(z0 | category). The prior's own "no category" prediction (what a model without shares
+    uses) covered the categories less evenly: it made no lamps (models/default.md).
     Returns float [count, N, 3] in the model's normalized space.
     """
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}")
     schedule = model.schedule
     settings.validate(schedule.num_steps)
+    if category is None or category == "any":
+        drawn = model.draw_categories(count, generator)
+        if drawn is not None:
+            category, guidance = drawn, 1.0
     shape_eps = model.shape_eps_model(category, guidance)
     device = next(model.parameters()).device
     vae_config = model.config.vae

@@ -166,7 +166,7 @@ def _finished(run_dir, arguments):
 
 
 def evaluate(model, out_dir):
-    """Unconditional samples, as many as the held-out set has, against it with
+    """Samples with no category asked (`pipelines.sample`), as many as the held-out set has, against it with
     `python -m backend.evaluate` (LION's protocol), plus which categories the samples' nearest
     held-out shapes are of and the samples' scale: the metrics dict."""
     import torch
@@ -615,7 +615,8 @@ def write_model_card(facts, path):
         "",
         "## Generation quality",
         "",
-        f"{8 * HELD_OUT_PER_CATEGORY} unconditional samples (DDIM-{EVALUATION_STEPS}) against "
+        f"{8 * HELD_OUT_PER_CATEGORY} samples with no category asked (DDIM-{EVALUATION_STEPS}; a class-conditional "
+        "model draws each one's category as often as the training data held it) against "
         f"{HELD_OUT_PER_CATEGORY} held-out shapes per category (seeds from {HELD_OUT_FIRST_SEED}), "
         "with `python -m backend.evaluate` (Chamfer distance, LION's protocol; 1-NNA: 50% is ideal).",
         f"Real training shapes against the same held-out set, at the same set size, score "

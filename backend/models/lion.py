@@ -5,7 +5,7 @@ This is what a checkpoint holds and what the pipelines load. Its state dict has 
 `voxel_encoder.*`, in models whose encoders were also fine-tuned on voxel guides.
 """
 import copy
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -79,27 +79,53 @@ class LionModel(nn.Module):
             raise ValueError(f"category must be one of: any, {known}; got {category!r}")
         return self.categories.index(category)
 
+    def _named_label(self, category: str) -> int:
+        label = self.category_label(category)
+        if label is None:
+            raise ValueError("a list of categories names one category per shape; 'any' is not one")
+        return label
+
     def _as_eps(self, network, prior):
         prediction = self.config.diffusion.prediction
         return diffusion.as_eps_model(self.schedule, network, prediction, getattr(prior, "mixing_logit", None))
 
-    def shape_eps_model(self, category: Optional[str] = None, guidance: float = 1.0):
+    def draw_categories(self, count: int, generator: torch.Generator) -> Optional[List[str]]:
+        """`count` category names drawn as often as the training shapes held them
+        (`shape_prior.category_shares`), or None for a model that records no shares."""
+        shares = self.config.shape_prior.category_shares
+        if not shares:
+            return None
+        weights = torch.tensor(shares, dtype=torch.float64, device=generator.device)
+        drawn = torch.multinomial(weights, count, replacement=True, generator=generator)
+        return [self.categories[int(label)] for label in drawn]
+
+    def shape_eps_model(self, category: Union[None, str, Sequence[str]] = None, guidance: float = 1.0):
         """eps_model(z_t [B, Dz], index [B]) -> noise prediction, for every sampler and for DDIM
         inversion, whatever the prior predicts.
 
-        category: a name from `categories` (or None/"any"). With a category, `guidance` is the
-        classifier-free guidance scale w: eps = eps_any + w·(eps_category - eps_any), so 1 is
-        the plain conditional prediction and larger values hold samples closer to the category.
+        category: a name from `categories` (or None/"any"), or a list of names, one per shape of
+        the batch. With a category, `guidance` is the classifier-free guidance scale w:
+        eps = eps_any + w·(eps_category - eps_any), so 1 is the plain conditional prediction
+        and larger values hold samples closer to the category.
         """
-        label = self.category_label(category)
-        if label is None:  # the prior's own "no category" prediction
-            return self._as_eps(self.shape_prior, self.shape_prior)
+        if isinstance(category, str) or category is None:
+            label = self.category_label(category)
+            if label is None:  # the prior's own "no category" prediction
+                return self._as_eps(self.shape_prior, self.shape_prior)
+            labels_of = lambda index: torch.full_like(index, label)  # noqa: E731
+        else:
+            per_shape = torch.tensor([self._named_label(name) for name in category], dtype=torch.int64)
+
+            def labels_of(index):
+                if len(index) != len(per_shape):
+                    raise ValueError(f"{len(per_shape)} categories for a batch of {len(index)} shapes")
+                return per_shape.to(index.device)
+
         if guidance == 1.0:  # the plain conditional prediction: no need for the unconditional one
-            return self._as_eps(lambda x, index: self.shape_prior(x, index, torch.full_like(index, label)),
-                                self.shape_prior)
+            return self._as_eps(lambda x, index: self.shape_prior(x, index, labels_of(index)), self.shape_prior)
 
         def guided(x, index):
-            labels = torch.tensor([label, self.shape_prior.no_category]).repeat_interleave(x.shape[0])
+            labels = torch.cat([labels_of(index), torch.full_like(index, self.shape_prior.no_category)])
             conditional, unconditional = self.shape_prior(torch.cat([x, x]), torch.cat([index, index]), labels).chunk(2)
             return unconditional + guidance * (conditional - unconditional)
 

@@ -17,7 +17,8 @@ interpolation and inversion feed the priors the latents they were trained on.
 --prediction chooses what the networks predict (backend.diffusion: eps, v, or LION's mixed
 score; --mixing-logit-init and --mixing-logit-lr-scale let the logits move in a short run).
 --class-conditional gives the z0 prior the data's categories, with labels dropped at
---label-dropout for classifier-free guidance. Both are recorded in the saved model's config.
+--label-dropout for classifier-free guidance. Both are recorded in the saved model's config,
+with how often each category occurs in the data (what generation with no category asked draws).
 --continue-priors keeps the priors (and their config) of the --vae model and trains them on.
 --point-prior chooses the h0 prior's architecture (config.POINT_PRIORS): for new priors, or with
 --continue-priors for the kept one where its weights carry over (other radii; xyz added to the
@@ -30,6 +31,7 @@ Each prior has its own Adam optimizer (--lr-decay cosine lets the rates fall to 
 step: the annealing a continued round ends on); an exponential moving average of both (with warm-up,
 runtime.EMA) is what the saved model carries. The data normalization is the VAE's.
 """
+import collections
 import dataclasses
 import os
 
@@ -160,6 +162,13 @@ def load_or_encode(args, dist, vae, dataset, categories):
     return encodings
 
 
+def category_shares(dataset, categories):
+    """The share of each of `categories` among the dataset's shapes: the model's p(category),
+    which generation with no category asked draws from."""
+    counts = collections.Counter(dataset.category(i) for i in range(len(dataset)))
+    return [counts[name] / len(dataset) for name in categories]
+
+
 def drop_labels(labels, no_category, rate, generator):
     """Labels with a fraction `rate` replaced by the "no category" label (classifier-free
     guidance trains the unconditional prediction on those)."""
@@ -211,6 +220,8 @@ def main(argv=None):
     if args.class_conditional and model.categories != categories:
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories
+    if categories:
+        model.config.shape_prior.category_shares = category_shares(dataset, categories)
     if not 1 <= args.low_t_min <= args.low_t_max <= model.schedule.num_steps:
         raise SystemExit(f"--low-t-min/--low-t-max: need 1 <= {args.low_t_min} <= {args.low_t_max} "
                          f"<= {model.schedule.num_steps} (the model's diffusion steps)")

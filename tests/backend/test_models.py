@@ -144,6 +144,15 @@ def test_a_config_with_negative_latent_point_noise_is_refused():
         LionModel(config)
 
 
+@pytest.mark.parametrize("shares", [[1.0], [0.5, -0.5], [0.0, 0.0], [float("nan"), 1.0], [True, 1.0], ["1", 1.0]])
+def test_category_shares_that_are_no_distribution_are_refused(shares):
+    config = micro_config()
+    config.shape_prior.categories = ["chair", "table"]
+    config.shape_prior.category_shares = shares
+    with pytest.raises(ValueError, match="category_shares"):
+        LionModel(config)
+
+
 def test_gradient_reaches_every_parameter():
     torch.manual_seed(1)
     model = LionModel(micro_config()).train()

@@ -1,4 +1,6 @@
 """Pipelines over a LionModel, in-process: the properties that hold for any weights."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,51 @@ def test_guided_noise_prediction_is_the_classifier_free_mix(categorized):
     torch.testing.assert_close(categorized.shape_eps_model("table", guidance=1.0)(z_t, index), eps(conditional))
     with pytest.raises(ValueError, match="category must be one of: any, chair, table"):
         categorized.shape_eps_model("lamp")
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_one_category_per_shape_predicts_as_each_category_alone(categorized, guidance):
+    z_t, index = torch.randn(3, 128), torch.tensor([5, 500, 999])
+    names = ["table", "chair", "table"]
+    together = categorized.shape_eps_model(names, guidance)(z_t, index)
+    for row, name in enumerate(names):
+        alone = categorized.shape_eps_model(name, guidance)(z_t[row:row + 1], index[row:row + 1])
+        torch.testing.assert_close(together[row:row + 1], alone)
+    with pytest.raises(ValueError, match="3 categories for a batch of 2"):
+        categorized.shape_eps_model(names)(z_t[:2], index[:2])
+    with pytest.raises(ValueError, match="'any' is not one"):
+        categorized.shape_eps_model(["chair", "any"])
+
+
+def with_shares(model, shares):
+    drawing = copy.deepcopy(model)
+    drawing.config.shape_prior.category_shares = shares
+    return drawing
+
+
+def test_categories_are_drawn_as_often_as_the_training_data_held_them(categorized):
+    assert categorized.draw_categories(4, torch.Generator()) is None, "no shares recorded: nothing to draw from"
+    drawn = with_shares(categorized, [0.25, 0.75]).draw_categories(4000, torch.Generator().manual_seed(0))
+    assert set(drawn) == {"chair", "table"}
+    assert abs(drawn.count("table") / 4000 - 0.75) < 0.03  # 4.4 standard deviations
+    assert set(with_shares(categorized, [0.0, 1.0]).draw_categories(50, torch.Generator())) == {"table"}
+
+
+@torch.no_grad()
+def test_any_category_draws_one_per_shape_then_samples_given_it(categorized):
+    """"any" on a model with shares: its twin written out, the draw then plain conditional sampling."""
+    drawing = with_shares(categorized, [0.5, 0.5])
+    settings = pipelines.SamplerSettings(steps=2)
+    made = pipelines.sample(drawing, 3, torch.Generator().manual_seed(3), settings, category="any", guidance=4.0)
+    generator = torch.Generator().manual_seed(3)
+    names = drawing.draw_categories(3, generator)
+    expected = pipelines.sample(categorized, 3, generator, settings, category=names, guidance=1.0)
+    assert torch.equal(made, expected)
+    # without shares, "any" is the prior's own "no category" prediction
+    plain = pipelines.sample(categorized, 3, torch.Generator().manual_seed(3), settings, category="any")
+    assert torch.equal(plain, pipelines.sample(categorized, 3, torch.Generator().manual_seed(3), settings))
+    assert not torch.equal(plain, made)
 
 
 @torch.no_grad()

@@ -125,6 +125,7 @@ def test_prior_stage_resumes_exactly(tmp_path, trained_vae):
     model, metadata = load_model(whole / "model.safetensors")
     assert metadata["stage"] == "prior" and metadata["step"] == 60
     assert model.config.diffusion.prediction == "mixed" and model.categories == ["chair", "table"]
+    assert model.config.shape_prior.category_shares == [0.5, 0.5], "the data's p(category), 3 shapes of each"
     assert float(model.point_prior.mixing_logit.mean()) != -3.0, "the logits were trained"
     assert metadata["typical_half_extent"] > 0, "the data's scale travels from the VAE run to the prior's model"
     assert model.normalization is not None
