@@ -425,10 +425,14 @@ def tiny_config() -> LionConfig:
 CONFIGS = {"paper": paper_config, "tiny": tiny_config}
 
 
-def _tiny_point_prior(xyz_in_finest_skip=False, radius_scale=1.0) -> LatentPointPriorConfig:
+def _tiny_point_prior(xyz_in_finest_skip=False, radius_scale=1.0, finest_resolution=None) -> LatentPointPriorConfig:
     prior = tiny_config().point_prior
     down = [dataclasses.replace(stage, radius=stage.radius * radius_scale) for stage in prior.unet.down]
-    unet = dataclasses.replace(prior.unet, down=down, xyz_in_finest_skip=xyz_in_finest_skip)
+    up = list(prior.unet.up)
+    if finest_resolution:  # the grids of the first and last stage; the 3x3x3 kernels keep their shapes
+        down[0] = dataclasses.replace(down[0], voxel_resolution=finest_resolution)
+        up[-1] = dataclasses.replace(up[-1], voxel_resolution=finest_resolution)
+    unet = dataclasses.replace(prior.unet, down=down, up=up, xyz_in_finest_skip=xyz_in_finest_skip)
     return dataclasses.replace(prior, unet=unet)
 
 
@@ -441,6 +445,8 @@ POINT_PRIORS = {
     # (0.1 around 128 centers, 0.2 around 32, ...) hold 1-3 neighbours, so grouping barely
     # aggregates; 4x fills them (up to their 16 neighbours) at the same cost.
     "tiny-xyz-wide": lambda: _tiny_point_prior(xyz_in_finest_skip=True, radius_scale=4.0),
+    # 32-voxel grids in the first and last stage (16 in `tiny`), where the fine surface is made.
+    "tiny-xyz-fine": lambda: _tiny_point_prior(xyz_in_finest_skip=True, finest_resolution=32),
 }
 
 
