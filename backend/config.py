@@ -331,9 +331,9 @@ def validate_config(config: LionConfig) -> None:
     if any(not isinstance(name, str) or not name.strip() for name in categories) or len(set(categories)) != len(categories):
         raise ValueError(f"shape_prior.categories must be distinct non-empty names, got {categories!r}")
     shares = prior.category_shares
-    if shares and (len(shares) != len(categories) or not all(isinstance(share, (int, float)) and not isinstance(share, bool)
-                                                             and math.isfinite(share)
-                                                             and share >= 0 for share in shares) or sum(shares) <= 0):
+    is_share = lambda share: (isinstance(share, (int, float)) and not isinstance(share, bool)  # noqa: E731
+                              and math.isfinite(share) and share >= 0)
+    if shares and (len(shares) != len(categories) or not all(map(is_share, shares)) or sum(shares) <= 0):
         raise ValueError(f"shape_prior.category_shares must be empty or one finite share >= 0 per category, "
                          f"not all 0; got {shares!r} for {len(categories)} categories")
 

@@ -148,7 +148,9 @@ OPS = {
         dataclasses.replace(COUNT, default=1), *COMMON.values(), *RECONSTRUCTION.values(),
         Field("center", "point", (0.0, 0.0, 0.0), doc="where the shapes go (in the frame of `matrix`)"),
         Field("size", "number", 1.0, 1e-6, 1e6, doc="half of each shape's longest side"),
-        Field("category", "string", "any", doc="\"any\" (each shape's category drawn as often as the training data held it, where the model records that) or one of the model's `categories`"),
+        Field("category", "string", "any",
+              doc="\"any\" (each shape's category drawn as often as the training data held it, where the model "
+                  "records that) or one of the model's `categories`"),
         Field("guidance", "number", 2.0, 0.0, 20.0, doc="classifier-free guidance of the category (1: plain)")),
     "variations": _fields(COUNT, *SIMILARITY.values(), *COMMON.values(), *RECONSTRUCTION.values(), KEPT_CATEGORY),
     "interpolate": _fields(Field("frames", "int", 8, 2, 256, doc="shapes from A to B, both included"),

@@ -107,7 +107,7 @@ _category_items = []
 
 def category_items(self, context):
     """"Any" and the chosen model's categories."""
-    items = [(ANY_CATEGORY, "Any", "Any of the model's categories, each as often as in its training data")]
+    items = [(ANY_CATEGORY, "Any", "Any of the model's categories (each as often as in its training data, where the model records that)")]
     items += [(name, name.capitalize(), f"Generate a {name}") for name in model_categories(self, session.current_client())]
     _category_items[:] = items
     return _category_items
