@@ -162,11 +162,11 @@ def load_or_encode(args, dist, vae, dataset, categories):
     return encodings
 
 
-def category_shares(dataset, categories):
-    """The share of each of `categories` among the dataset's shapes: the model's p(category),
-    which generation with no category asked draws from."""
-    counts = collections.Counter(dataset.category(i) for i in range(len(dataset)))
-    return [counts[name] / len(dataset) for name in categories]
+def category_shares(counts, categories):
+    """The share of each of `categories` among the shapes counted per category in `counts`:
+    the model's p(category), which generation with no category asked draws from."""
+    total = sum(counts.values())
+    return [counts[name] / total for name in categories]
 
 
 def drop_labels(labels, no_category, rate, generator):
@@ -210,7 +210,8 @@ def main(argv=None):
     model, vae_metadata, dataset = runtime.load_trained_model(args.vae, args, dist)
     model.voxel_encoder = None
     model.vae.requires_grad_(False).eval()
-    categories = sorted({dataset.category(i) for i in range(len(dataset))}) if args.class_conditional else []
+    counts = collections.Counter(dataset.category(i) for i in range(len(dataset)))  # shapes per category
+    categories = sorted(counts) if args.class_conditional else []
     if not args.continue_priors:
         torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
         rebuild_priors(model, args.prediction, categories, args.mixing_logit_init,
@@ -221,7 +222,7 @@ def main(argv=None):
         raise SystemExit(f"--continue-priors: the model's categories {model.categories} are not the data's {categories}")
     categories = model.categories
     if categories:
-        model.config.shape_prior.category_shares = category_shares(dataset, categories)
+        model.config.shape_prior.category_shares = category_shares(counts, categories)
     if not 1 <= args.low_t_min <= args.low_t_max <= model.schedule.num_steps:
         raise SystemExit(f"--low-t-min/--low-t-max: need 1 <= {args.low_t_min} <= {args.low_t_max} "
                          f"<= {model.schedule.num_steps} (the model's diffusion steps)")
