@@ -132,6 +132,20 @@ class LatentPointPriorConfig:
 
 
 @dataclass
+class PointTemplateConfig:
+    """Not in LION: a decoder from z0 straight to latent points (an MLP whose last layer emits
+    all N of them), trained by matching them to the VAE's latent points of the same shape
+    (`python -m backend.train template`). When a model has one, fresh shapes take their latent
+    points from it instead of from the h0 prior: on a CPU-trained model the h0 prior misplaces
+    parts that the template places (models/default.md). Variations, interpolation and guides
+    still start from encoded latent points and use the h0 prior.
+    """
+
+    # Hidden widths of the MLP; empty: no template (LION's way, what `paper` and `tiny` build).
+    hidden_channels: List[int] = field(default_factory=list)
+
+
+@dataclass
 class DiffusionConfig:
     """The forward process both priors were trained with, T steps of a linear beta schedule, and
     what their networks predict (`prediction`, see backend.diffusion.PREDICTIONS):
@@ -159,6 +173,7 @@ class LionConfig:
     shape_prior: ShapeLatentPriorConfig
     point_prior: LatentPointPriorConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    point_template: PointTemplateConfig = field(default_factory=PointTemplateConfig)
 
     @property
     def latent_point_dim(self) -> int:
@@ -336,6 +351,8 @@ def validate_config(config: LionConfig) -> None:
     if shares and (len(shares) != len(categories) or not all(map(is_share, shares)) or sum(shares) <= 0):
         raise ValueError(f"shape_prior.category_shares must be empty or one finite share >= 0 per category, "
                          f"not all 0; got {shares!r} for {len(categories)} categories")
+    if any(width < 1 for width in config.point_template.hidden_channels):
+        raise ValueError(f"point_template.hidden_channels must be widths >= 1, got {config.point_template.hidden_channels!r}")
 
 
 def _unet(down, up, dropout=0.1) -> UNetConfig:

@@ -32,7 +32,8 @@ def _stage_callback(progress: Optional[Progress], stage: str):
 @torch.no_grad()
 def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(), progress: Optional[Progress] = None,
            category: Optional[str] = None, guidance: float = DEFAULT_GUIDANCE):
-    """`count` new shapes: z0 from its DDM, h0 from its DDM given z0, decoded.
+    """`count` new shapes: z0 from its DDM, h0 from its DDM given z0 (or from the model's point
+    template, when it has one), decoded.
 
     generator: a torch.Generator (a CPU one gives the same shapes on every device).
     category: one of `model.categories`, or None/"any" for any category; `guidance` is the
@@ -57,6 +58,11 @@ def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(
     z_noise = torch.randn(count, vae_config.shape_latent_dim, generator=generator, device=generator.device)
     shape_latent = settings.sample(schedule, shape_eps, z_noise.to(device), generator=generator,
                                    callback=_stage_callback(progress, "shape latent"))
+    if model.point_template is not None:  # one pass instead of the h0 prior's steps (config.PointTemplateConfig)
+        latent_points = model.point_template(shape_latent)
+        if progress is not None:
+            progress(1, 1, "latent points")
+        return model.vae.decode(shape_latent, latent_points)
     h_noise = torch.randn(count, vae_config.num_points, model.config.latent_point_dim, generator=generator,
                           device=generator.device)
     latent_points = settings.sample(schedule, model.point_eps_model(shape_latent), h_noise.to(device),

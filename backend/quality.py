@@ -118,6 +118,18 @@ def point_prior_chamfer(model, shapes: torch.Tensor, steps: int = 25, seed: int 
     return float(chamfer_distance(model.vae.decode(shape_latent, made), shapes).mean())
 
 
+@torch.no_grad()
+def point_template_chamfer(model, shapes: torch.Tensor, seed: int = 0) -> float:
+    """How well the point template alone makes a shape: the mean Chamfer distance between
+    `shapes` and the decoding of their own z0 (a posterior sample) with the template's latent
+    points; `point_prior_chamfer`'s twin for a model with a point template."""
+    from backend.pipelines import encode
+
+    shape_latent, _ = encode(model, shapes, torch.Generator().manual_seed(seed))
+    made = model.point_template(shape_latent)
+    return float(chamfer_distance(model.vae.decode(shape_latent, made), shapes).mean())
+
+
 def _chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(chamfer_distance(a[None], b[None]))
 

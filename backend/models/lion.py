@@ -2,17 +2,20 @@
 
 This is what a checkpoint holds and what the pipelines load. Its state dict has three parts,
 `vae.*`, `shape_prior.*` (the z0 prior) and `point_prior.*` (the h0 prior), and a fourth,
-`voxel_encoder.*`, in models whose encoders were also fine-tuned on voxel guides.
+`voxel_encoder.*`, in models whose encoders were also fine-tuned on voxel guides, and
+`point_template.*` in models whose config has a point template (not in LION).
 """
 import copy
+import dataclasses
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from backend import diffusion
-from backend.config import LionConfig, validate_config
+from backend.config import LionConfig, PointTemplateConfig, validate_config
 from backend.models.priors import LatentPointPrior, ShapeLatentPrior
+from backend.models.template import LatentPointTemplate
 from backend.models.vae import LionVAE
 
 
@@ -45,6 +48,7 @@ class LionModel(nn.Module):
     Attributes: `config` (LionConfig), `normalization` (a `backend.data.normalization` object,
     or None when unknown), `vae` (LionVAE), `shape_prior` (ShapeLatentPrior, eps for z0 [B, Dz])
     and `point_prior` (LatentPointPrior, eps for h0 [B, N, 3 + Dh] given z0);
+    `point_template` (LatentPointTemplate, h0 from z0 in one pass) when the config has one, else None;
     `voxel_encoder` (VoxelGuideEncoder) when `with_voxel_encoder`, else None.
     """
 
@@ -62,8 +66,18 @@ class LionModel(nn.Module):
         self.point_prior = LatentPointPrior(config.point_prior, config.latent_point_dim,
                                             config.vae.shape_latent_dim, config.vae.adaptive_norm_init_scale,
                                             num_points=config.vae.num_points, mixing_logit_init=logit_init)
+        self.point_template = None
+        if config.point_template.hidden_channels:
+            self.point_template = LatentPointTemplate(config.point_template, config.vae.shape_latent_dim,
+                                                      config.vae.num_points, config.latent_point_dim)
         self.voxel_encoder = VoxelGuideEncoder(self.vae) if with_voxel_encoder else None
         self.schedule = diffusion.DiffusionSchedule(schedule.num_steps, schedule.beta_start, schedule.beta_end)
+
+    def drop_point_template(self):
+        """Remove the point template and its config entry (what retraining the VAE calls for:
+        the template was fitted to the old VAE's latents)."""
+        self.point_template = None
+        self.config = dataclasses.replace(self.config, point_template=PointTemplateConfig())
 
     @property
     def categories(self):
@@ -157,6 +171,7 @@ class LionModel(nn.Module):
             "vae": count(self.vae),
             "shape_prior": count(self.shape_prior),
             "point_prior": count(self.point_prior),
+            **({"point_template": count(self.point_template)} if self.point_template is not None else {}),
             **({"voxel_encoder": count(self.voxel_encoder)} if self.voxel_encoder is not None else {}),
             "total": count(self),
         }

@@ -3,7 +3,7 @@ import importlib
 import sys
 
 STAGES = {"vae": "backend.train.vae", "prior": "backend.train.prior", "sap": "backend.train.sap",
-          "voxel-encoder": "backend.train.voxel_encoder"}
+          "voxel-encoder": "backend.train.voxel_encoder", "template": "backend.train.template"}
 
 
 def main(argv=None):

@@ -96,6 +96,7 @@ def main(argv=None):
     if args.init:
         model, _, dataset = runtime.load_trained_model(args.init, args, dist)
         model.voxel_encoder = None  # fine-tuned from this VAE later, by its own stage
+        model.drop_point_template()  # trained on the old VAE's latents; retrained by its own stage
     else:
         config = load_config(args.config)
         dataset = runtime.build_dataset(args, config.vae.num_points)

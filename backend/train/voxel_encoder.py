@@ -84,12 +84,13 @@ def fit_box(points, reference):
     return (points - (low + high) / 2) * scale + (reference_low + reference_high) / 2
 
 
-def matched_latent_point_loss(predicted, target):
+def matched_latent_point_loss(predicted, target, match_all_channels=False):
     """Mean squared error between two sets of latent points float [B, N, 3 + Dh] without index
-    correspondence: each point is paired with the nearest (by xyz) point of the other set, in
-    both directions. Returns a scalar tensor."""
+    correspondence: each point is paired with the nearest point of the other set (by xyz, or by
+    all channels when match_all_channels), in both directions. Returns a scalar tensor."""
+    matched = slice(None) if match_all_channels else slice(0, 3)
     with torch.no_grad():
-        distances = torch.cdist(predicted[..., :3], target[..., :3])
+        distances = torch.cdist(predicted[..., matched], target[..., matched])
         nearest_target = distances.argmin(dim=2)
         nearest_predicted = distances.argmin(dim=1)
     channels = predicted.shape[-1]

@@ -1,0 +1,167 @@
+"""Train a point template (config.PointTemplateConfig): z0 -> latent points in one pass.
+
+    python -m backend.train template --model runs/prior/model.safetensors --data procedural --out runs/template
+
+On a CPU-trained model the h0 prior misplaces parts when it samples latent points from noise;
+an MLP from z0 to all N latent points, trained on the frozen VAE's encodings, places them
+(models/default.md). The training set is encoded once, as the prior stage does
+(--encodings-per-shape posterior draws of z0 and h0 per shape, RUN/encodings.pt). Each step maps
+a batch of z0 samples to latent points and matches them to posterior samples of the same
+shapes' h0: every point is paired with the nearest point of the other set, both ways, by all
+channels (xyz and features, as in the measured run of models/default.md), and the mean squared error
+over all channels is the loss. --match-points draws that many
+points of each set per step (the pairing costs N² per shape; all N: --match-points 0).
+The VAE and the priors are untouched; the saved model is the input model plus
+`point_template.*`, recorded in its config, and `pipelines.sample` uses it from then on.
+An exponential moving average of the template (--ema, with warm-up) is what is saved.
+"""
+import argparse
+import dataclasses
+
+import torch
+
+from backend.config import PointTemplateConfig
+from backend.metrics import chamfer_distance
+from backend.models.template import LatentPointTemplate
+from backend.train import prior as prior_stage
+from backend.train import runtime
+from backend.train.voxel_encoder import matched_latent_point_loss
+
+DEFAULT_LR = 1e-3
+DEFAULT_EMA = 0.995
+DEFAULT_HIDDEN = "512,1024,1024"
+DEFAULT_MATCH_POINTS = 1024
+
+
+def widths(text):
+    """argparse type: comma-separated hidden widths, each >= 1."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated widths >= 1, got {text!r}")
+    return values
+
+
+def random_subset(points, count, generator):
+    """`count` of the N points of every set in `points` float [B, N, C] (all when count is 0 or
+    >= N), a fresh random choice per set."""
+    batch, total, channels = points.shape
+    if not count or count >= total:
+        return points
+    order = torch.rand(batch, total, generator=generator).argsort(dim=1)[:, :count].to(points.device)
+    return torch.gather(points, 1, order.unsqueeze(-1).expand(-1, -1, channels))
+
+
+def template_loss(template, shape_latent, latent_points, match_points, generator):
+    """(loss, scalars): the matched error between template(z0) and the encoded latent points."""
+    made = random_subset(template(shape_latent), match_points, generator)
+    target = random_subset(latent_points, match_points, generator)
+    loss = matched_latent_point_loss(made, target, match_all_channels=True)
+    return loss, {"loss": loss.item()}
+
+
+def decoded_loss(template, decoder, shape_latent, points):
+    """(loss, scalars): Chamfer distance between the decoding of template(z0) by the frozen
+    decoder and the shapes' points float [B, N, 3] (what an artist sees, not the latents)."""
+    decoded = decoder(shape_latent, template(shape_latent))
+    loss = chamfer_distance(decoded, points).mean()
+    return loss, {"loss_decoded": loss.item()}
+
+
+def parse_arguments(argv):
+    parser = runtime.stage_parser("template", __doc__, grad_clip=1.0)
+    parser.add_argument("--model", required=True, help="model.safetensors of a trained VAE or prior run")
+    parser.add_argument("--hidden", type=widths, default=widths(DEFAULT_HIDDEN),
+                        help=f"hidden widths of the template's MLP (default {DEFAULT_HIDDEN})")
+    parser.add_argument("--continue-template", action="store_true",
+                        help="train the --model's own point template further (--hidden is then ignored)")
+    parser.add_argument("--ema", type=float, default=DEFAULT_EMA, help="EMA decay of the template weights")
+    parser.add_argument("--encodings-per-shape", type=int, default=4, help="posterior draws per training shape")
+    parser.add_argument("--match-points", type=int, default=DEFAULT_MATCH_POINTS,
+                        help="points of each set paired per step (0: all)")
+    parser.add_argument("--target", choices=("mean", "sample"), default="mean",
+                        help="what the template's points are matched to: the posterior means of the latent points, "
+                             "or posterior samples")
+    parser.add_argument("--decoded-weight", type=float, default=0.0,
+                        help="weight of the decoded Chamfer loss (the frozen decoder's output against the "
+                             "shape's points) added to the latent matching loss (0: off)")
+    parser.add_argument("--lr-decay", choices=("constant", "cosine"), default="cosine",
+                        help="learning rate: constant, or falling to 0 at --steps along half a cosine")
+    args = parser.parse_args(argv)
+    if args.match_points < 0:
+        parser.error("--match-points must be >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    dist = runtime.start_run(args)
+
+    model, source_metadata, dataset = runtime.load_trained_model(args.model, args, dist)
+    model.requires_grad_(False).eval()
+    if args.continue_template:
+        if model.point_template is None:
+            raise SystemExit(f"--continue-template: {args.model} has no point template")
+    else:
+        config = PointTemplateConfig(hidden_channels=list(args.hidden))
+        model.config = dataclasses.replace(model.config, point_template=config)
+        torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
+        model.point_template = LatentPointTemplate(config, model.config.vae.shape_latent_dim,
+                                                   model.config.vae.num_points,
+                                                   model.config.latent_point_dim).to(dist.device)
+    template = model.point_template.requires_grad_(True)
+    encodings = prior_stage.load_or_encode(args, dist, model.vae, dataset, model.categories)
+    wrapped = dist.wrap(template)
+    optimizer = torch.optim.Adam(template.parameters(), lr=args.lr or DEFAULT_LR)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
+    ema = runtime.EMA(template, args.ema)
+    rows = encodings["z"].shape[0]
+
+    def train_step(step):
+        runtime.seed_step(args.seed, dist.rank, step)
+        generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
+        factor = runtime.lr_factor(args.lr_decay, step, args.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        chosen = torch.randint(0, rows, (args.batch_size,), generator=generator)
+        shape_latent = encodings["z"][chosen].to(dist.device)
+        if args.target == "mean":
+            latent_points = encodings["h_mean"][chosen].to(dist.device)
+        else:
+            latent_points = model.vae.sample_latent_points(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen],
+                                                           generator).to(dist.device)
+        loss, scalars = template_loss(wrapped, shape_latent, latent_points, args.match_points, generator)
+        if args.decoded_weight > 0:
+            points = torch.stack([dataset[int(row) % len(dataset)] for row in chosen]).to(dist.device)
+            extra, extra_scalars = decoded_loss(wrapped, model.vae.decode, shape_latent, points)
+            loss = loss + args.decoded_weight * extra
+            scalars.update(extra_scalars, loss=loss.item())
+        runtime.check_finite(loss, step)
+        scalars["lr_factor"] = factor
+        runtime.optimize(optimizer, loss, template.parameters(), args.grad_clip, scalars)
+        ema.update(template, step)
+        return scalars
+
+    def save(step):
+        trained = {name: value.clone() for name, value in template.state_dict().items()}
+        ema.copy_to(template)  # the saved model carries the averaged weights
+        trained_parts = list(source_metadata.get("trained_parts", ["vae"]))
+        runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
+                                  extra={"stage": "template",
+                                         "trained_parts": [p for p in trained_parts if p != "point_template"]
+                                         + ["point_template"],
+                                         "source_model_step": source_metadata.get("step"),
+                                         **runtime.inherited_metadata(source_metadata)})
+        prior_stage.render_samples(model, args.out, step, args.seed)
+        template.load_state_dict(trained)
+
+    template.train()
+    parts = {"point_template": template, "optimizer": optimizer, "ema": ema}
+    return runtime.run_training(args, dist, parts, template, train_step, save)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The point template (config.PointTemplateConfig): config, network, checkpoints, sampling and
+its training stage."""
+import dataclasses
+
+import pytest
+import torch
+
+from backend import pipelines
+from backend.checkpoint import load_model, save_model
+from backend.config import LionConfig, PointTemplateConfig, get_config
+from backend.data.normalization import ShapeBoxNormalization
+from backend.models import LionModel
+from backend.models.template import LatentPointTemplate
+from backend.train.template import random_subset, template_loss
+from tests.backend.test_models import NUM_POINTS, micro_config
+from test_train import check_interrupted_then_resumed_equals_uninterrupted, finish, logged_steps, train
+
+
+def with_template(config, hidden=(32, 48)):
+    return dataclasses.replace(config, point_template=PointTemplateConfig(hidden_channels=list(hidden)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return LionModel(with_template(micro_config())).eval()
+
+
+def test_config_round_trip_and_configs_written_before_the_template_still_load():
+    config = with_template(get_config("tiny"))
+    assert LionConfig.from_json(config.to_json()) == config
+    old = get_config("tiny").to_dict()
+    del old["point_template"]
+    assert LionConfig.from_dict(old).point_template.hidden_channels == []
+    assert not get_config("paper").point_template.hidden_channels, "paper stays LION's architecture"
+    data = config.to_dict()
+    data["point_template"]["hidden_channels"] = [64, 0]
+    with pytest.raises(ValueError, match="point_template.hidden_channels"):
+        LionConfig.from_dict(data)
+
+
+def test_template_maps_each_shape_latent_to_all_latent_points(model):
+    template = model.point_template
+    points = template(torch.randn(3, 128))
+    assert points.shape == (3, NUM_POINTS, model.config.latent_point_dim)
+    # each shape's points depend on its own latent only
+    alone = template(torch.randn(3, 128)[:1])
+    assert alone.shape == (1, NUM_POINTS, model.config.latent_point_dim)
+    for bad in (torch.randn(128), torch.randn(2, 64), torch.randn(2, 1, 128)):
+        with pytest.raises(ValueError, match="shape_latent must be"):
+            template(bad)
+    with pytest.raises(ValueError, match="hidden width"):
+        LatentPointTemplate(PointTemplateConfig(), 128, NUM_POINTS, 4)
+
+
+def test_models_without_a_template_have_none_and_count_no_parameters():
+    plain = LionModel(micro_config())
+    assert plain.point_template is None and "point_template" not in plain.parameter_counts()
+    counts = LionModel(with_template(micro_config())).parameter_counts()
+    assert counts["point_template"] > 0
+    assert counts["total"] == sum(value for name, value in counts.items() if name != "total")
+
+
+def test_sample_takes_latent_points_from_the_template_in_one_pass(model):
+    settings = pipelines.SamplerSettings(steps=3)
+    seen = []
+    first = pipelines.sample(model, 2, torch.Generator().manual_seed(4), settings,
+                             progress=lambda step, total, stage: seen.append((stage, step, total)))
+    assert seen == [("shape latent", i, 3) for i in range(1, 4)] + [("latent points", 1, 1)]
+    assert torch.equal(first, pipelines.sample(model, 2, torch.Generator().manual_seed(4), settings))
+    assert not torch.allclose(first, pipelines.sample(model, 2, torch.Generator().manual_seed(5), settings))
+
+
+
+def test_sample_with_a_template_never_consults_the_h0_prior(model, monkeypatch):
+    def h0_prior(*args, **kwargs):
+        raise AssertionError("the h0 prior was used")
+
+    monkeypatch.setattr(model, "point_eps_model", h0_prior)
+    assert pipelines.sample(model, 1, torch.Generator().manual_seed(0), pipelines.SamplerSettings(steps=2)).shape == \
+        (1, NUM_POINTS, 3)
+
+
+def test_checkpoint_round_trip_keeps_the_template(model, tmp_path):
+    save_model(tmp_path / "model.safetensors", model, step=3)
+    loaded, _ = load_model(tmp_path / "model.safetensors")
+    assert loaded.config.point_template == model.config.point_template
+    z = torch.randn(2, 128)
+    with torch.no_grad():
+        assert torch.equal(loaded.point_template(z), model.point_template(z))
+
+
+def test_drop_point_template_removes_module_and_config_entry():
+    dropped = LionModel(with_template(micro_config()))
+    dropped.drop_point_template()
+    assert dropped.point_template is None and dropped.config.point_template.hidden_channels == []
+    assert not any(name.startswith("point_template.") for name in dropped.state_dict())
+
+
+def test_random_subset_keeps_rows_of_each_set_without_repeats():
+    generator = torch.Generator().manual_seed(0)
+    points = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
+    chosen = random_subset(points, 4, generator)
+    assert chosen.shape == (2, 4, 3)
+    for original, subset in zip(points, chosen):
+        rows = {tuple(row.tolist()) for row in original}
+        picked = [tuple(row.tolist()) for row in subset]
+        assert set(picked) <= rows and len(set(picked)) == 4
+    assert random_subset(points, 0, generator) is points and random_subset(points, 10, generator) is points
+
+
+def test_template_loss_falls_when_fitting_two_shapes_latent_points():
+    torch.manual_seed(0)
+    template = LatentPointTemplate(PointTemplateConfig([64]), 8, 32, 4)
+    shape_latent = torch.randn(2, 8)
+    target = torch.randn(2, 32, 4)
+    optimizer = torch.optim.Adam(template.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        loss, scalars = template_loss(template, shape_latent, target, 0, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(scalars["loss"])
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    save_model(str(path), LionModel(get_config("tiny"), ShapeBoxNormalization()), step=0,
+               extra={"stage": "prior", "trained_parts": ["vae", "shape_prior", "point_prior"],
+                      "typical_half_extent": 0.75})
+    return path
+
+
+TEMPLATE_OPTIONS = ["--hidden", "16,32", "--match-points", "64", "--encodings-per-shape", "1"]
+
+
+def test_template_stage_resumes_exactly_and_extends_the_model(tmp_path, tiny_model):
+    whole = check_interrupted_then_resumed_equals_uninterrupted(
+        "template", tmp_path, "--model", str(tiny_model), *TEMPLATE_OPTIONS)
+    source, _ = load_model(tiny_model)
+    model, metadata = load_model(whole / "model.safetensors")
+    assert metadata["stage"] == "template" and metadata["step"] == 4
+    assert metadata["trained_parts"] == ["vae", "shape_prior", "point_prior", "point_template"]
+    assert model.config.point_template.hidden_channels == [16, 32]
+    for name, value in source.state_dict().items():  # the rest of the model is carried unchanged
+        assert torch.equal(model.state_dict()[name], value), name
+    losses = [entry["loss"] for entry in logged_steps(whole) if "loss" in entry]
+    assert len(losses) == 4 and all(loss == loss for loss in losses)
+    samples = pipelines.sample(model.eval(), 1, torch.Generator().manual_seed(0), pipelines.SamplerSettings(steps=2))
+    assert samples.shape == (1, model.config.vae.num_points, 3) and torch.isfinite(samples).all()
+
+    # retraining the VAE from this model drops the template fitted to the old latents
+    code, output = finish(train("vae", tmp_path / "vae", "--init", str(whole / "model.safetensors"), steps=1))
+    assert code == 0, output
+    retrained, _ = load_model(tmp_path / "vae" / "model.safetensors")
+    assert retrained.point_template is None and retrained.config.point_template.hidden_channels == []
+
+
+def test_template_stage_refuses_bad_widths(tmp_path, tiny_model):
+    code, output = finish(train("template", tmp_path / "bad", "--model", str(tiny_model), "--hidden", "16,0"))
+    assert code != 0 and "--hidden" in output
