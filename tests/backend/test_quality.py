@@ -111,3 +111,21 @@ def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_erro
     perfect = quality.point_prior_chamfer(model, shapes, steps=5)
     assert perfect == pytest.approx(reconstruction, rel=1e-3)
     assert untrained > 2 * reconstruction
+
+
+def test_point_template_chamfer_of_a_template_that_knows_the_latent_points_is_the_reconstruction_error():
+    from backend.config import get_config
+    from backend.metrics import chamfer_distance
+    from backend.models import LionModel
+    from backend.pipelines import encode
+
+    torch.manual_seed(0)
+    model = LionModel(get_config("tiny")).eval()
+    shapes = torch.stack([blob([0, 0, 0], 0.4, count=2048), blob([0.2, 0, 0], 0.6, count=2048, seed=1)])
+    with torch.no_grad():
+        shape_latent, latent_points = encode(model, shapes, torch.Generator().manual_seed(0))
+        reconstruction = float(chamfer_distance(model.vae.decode(shape_latent, latent_points), shapes).mean())
+    model.point_template = lambda z: latent_points if torch.equal(z, shape_latent) else torch.zeros_like(latent_points)
+    assert quality.point_template_chamfer(model, shapes) == pytest.approx(reconstruction)
+    model.point_template = lambda z: torch.zeros_like(latent_points)  # every point at the origin
+    assert quality.point_template_chamfer(model, shapes) > 2 * reconstruction
