@@ -759,6 +759,8 @@ def write_model_card(facts, path):
     prior_steps = 0
     for round_ in facts["lineage"]:
         stage = round_["stages"].get("prior", {})
+        if not stage.get("steps"):  # kept from the model continued from
+            continue
         if "--continue-priors" not in stage.get("arguments", ""):
             prior_steps = 0
         prior_steps += stage.get("steps", 0)
@@ -769,9 +771,10 @@ def write_model_card(facts, path):
             "Given a shape's own z0, the template's latent points decode to "
             f"{template_error:.3f} from the shape (Chamfer, 16 held-out",
             f"shapes, `quality.point_template_chamfer`); the h0 prior's, sampled from noise, to "
-            f"{facts['point_prior_chamfer']:.3f}. The two",
-            "are close on that measure, but the template keeps the parts in place (legs, stems, wings,",
-            "handles) where the h0 prior blurs them into blobs, so fresh samples come from the template.",
+            f"{facts['point_prior_chamfer']:.3f}, where the VAE's own reconstruction error is "
+            f"{facts['variations']['reconstruction_chamfer']:.4f}. The template keeps",
+            "the parts in place (legs, stems, wings, handles) where the h0 prior blurs them into blobs, so",
+            "fresh samples come from the template.",
         ]
     lines += [
         "", "## Limits", "",
