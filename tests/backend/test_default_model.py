@@ -59,6 +59,7 @@ def test_the_default_model_is_found_without_configuration(monkeypatch):
 def test_the_default_model_carries_every_part(model):
     _, metadata = load_model(DEFAULT_MODEL)
     assert model.voxel_encoder is not None and metadata["voxel_encoder"]
+    assert model.point_template is not None and "point_template" in metadata["trained_parts"]
     assert metadata["stored_dtype"] == "float16"
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
