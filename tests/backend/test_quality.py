@@ -83,10 +83,10 @@ def test_noise_error_of_a_prior_that_predicts_no_noise_is_one():
     assert set(errors) == {10, 500} and all(abs(e - 1.0) < 0.1 for e in errors.values())
 
 
-def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_error(monkeypatch):
-    """An h0 prior that knows the shape's own latent points (its noise prediction is exact)
-    samples them back, so the measure falls to the VAE's reconstruction error; the untrained
-    prior lands far above it."""
+@torch.no_grad()
+def encoded_blobs():
+    """(untrained tiny model, two blob shapes [2, 2048, 3], their posterior samples z0 and h0 with
+    generator seed 0 (as the quality measures draw them), the VAE's reconstruction error)."""
     from backend.config import get_config
     from backend.metrics import chamfer_distance
     from backend.models import LionModel
@@ -95,9 +95,17 @@ def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_erro
     torch.manual_seed(0)
     model = LionModel(get_config("tiny")).eval()
     shapes = torch.stack([blob([0, 0, 0], 0.4, count=2048), blob([0.2, 0, 0], 0.6, count=2048, seed=1)])
+    shape_latent, latent_points = encode(model, shapes, torch.Generator().manual_seed(0))
+    reconstruction = float(chamfer_distance(model.vae.decode(shape_latent, latent_points), shapes).mean())
+    return model, shapes, shape_latent, latent_points, reconstruction
+
+
+def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_error(monkeypatch):
+    """An h0 prior that knows the shape's own latent points (its noise prediction is exact)
+    samples them back, so the measure falls to the VAE's reconstruction error; the untrained
+    prior lands far above it."""
+    model, shapes, _, latent_points, reconstruction = encoded_blobs()
     with torch.no_grad():
-        shape_latent, latent_points = encode(model, shapes, torch.Generator().manual_seed(0))
-        reconstruction = float(chamfer_distance(model.vae.decode(shape_latent, latent_points), shapes).mean())
         untrained = quality.point_prior_chamfer(model, shapes, steps=5)
     abar = model.schedule.alphas_cumprod
 
@@ -114,17 +122,7 @@ def test_point_prior_chamfer_of_a_perfect_point_prior_is_the_reconstruction_erro
 
 
 def test_point_template_chamfer_of_a_template_that_knows_the_latent_points_is_the_reconstruction_error():
-    from backend.config import get_config
-    from backend.metrics import chamfer_distance
-    from backend.models import LionModel
-    from backend.pipelines import encode
-
-    torch.manual_seed(0)
-    model = LionModel(get_config("tiny")).eval()
-    shapes = torch.stack([blob([0, 0, 0], 0.4, count=2048), blob([0.2, 0, 0], 0.6, count=2048, seed=1)])
-    with torch.no_grad():
-        shape_latent, latent_points = encode(model, shapes, torch.Generator().manual_seed(0))
-        reconstruction = float(chamfer_distance(model.vae.decode(shape_latent, latent_points), shapes).mean())
+    model, shapes, shape_latent, latent_points, reconstruction = encoded_blobs()
     model.point_template = lambda z: latent_points if torch.equal(z, shape_latent) else torch.zeros_like(latent_points)
     assert quality.point_template_chamfer(model, shapes) == pytest.approx(reconstruction)
     model.point_template = lambda z: torch.zeros_like(latent_points)  # every point at the origin
