@@ -5,12 +5,14 @@
 On a CPU-trained model the h0 prior misplaces parts when it samples latent points from noise;
 an MLP from z0 to all N latent points, trained on the frozen VAE's encodings, places them
 (models/default.md). The training set is encoded once, as the prior stage does
-(--encodings-per-shape posterior draws of z0 and h0 per shape, RUN/encodings.pt). Each step maps
-a batch of z0 samples to latent points and matches them to posterior samples of the same
-shapes' h0: every point is paired with the nearest point of the other set, both ways, by all
-channels (xyz and features, as in the measured run of models/default.md), and the mean squared error
-over all channels is the loss. --match-points draws that many
-points of each set per step (the pairing costs N² per shape; all N: --match-points 0).
+(--encodings-per-shape posterior draws of z0 per shape, RUN/encodings.pt). Each step maps a
+batch of z0 samples to latent points and matches them to the posterior means (--target mean;
+or samples) of the same shapes' h0: every point is paired with the nearest point of the other
+set, both ways, by all channels, and the mean squared error over all channels is the loss.
+--match-points draws that many points of each set per step (the pairing costs N² per shape;
+all N: --match-points 0). --decoded-weight adds the Chamfer distance between what the frozen
+decoder makes of the template's points and the shape's points (a second phase, with
+--continue-template, in the default model's recipe).
 The VAE and the priors are untouched; the saved model is the input model plus
 `point_template.*`, recorded in its config, and `pipelines.sample` uses it from then on.
 An exponential moving average of the template (--ema, with warm-up) is what is saved.

@@ -11,7 +11,8 @@ from backend.config import LionConfig, PointTemplateConfig, get_config
 from backend.data.normalization import ShapeBoxNormalization
 from backend.models import LionModel
 from backend.models.template import LatentPointTemplate
-from backend.train.template import random_subset, template_loss
+from backend.metrics import chamfer_distance
+from backend.train.template import decoded_loss, random_subset, template_loss
 from tests.backend.test_models import NUM_POINTS, micro_config
 from test_train import check_interrupted_then_resumed_equals_uninterrupted, finish, logged_steps, train
 
@@ -127,6 +128,19 @@ def test_template_loss_falls_when_fitting_two_shapes_latent_points():
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
 
 
+def test_decoded_loss_is_the_chamfer_distance_of_the_decoding_and_trains_the_template():
+    torch.manual_seed(0)
+    template = LatentPointTemplate(PointTemplateConfig([16]), 8, 32, 4)
+    shape_latent, points = torch.randn(2, 8), torch.randn(2, 32, 3)
+    decoder = lambda z, latent_points: 2 * latent_points[..., :3]  # noqa: E731 (a frozen stand-in)
+    loss, scalars = decoded_loss(template, decoder, shape_latent, points)
+    expected = chamfer_distance(2 * template(shape_latent)[..., :3], points).mean()
+    torch.testing.assert_close(loss, expected)
+    assert scalars["loss_decoded"] == pytest.approx(expected.item())
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in template.parameters())
+
+
 @pytest.fixture
 def tiny_model(tmp_path):
     torch.manual_seed(0)
@@ -137,7 +151,8 @@ def tiny_model(tmp_path):
     return path
 
 
-TEMPLATE_OPTIONS = ["--hidden", "16,32", "--match-points", "64", "--encodings-per-shape", "1"]
+# The decoded loss runs the decoder each step: slow enough for the interrupt to land mid-run.
+TEMPLATE_OPTIONS = ["--hidden", "16,32", "--match-points", "64", "--encodings-per-shape", "1", "--decoded-weight", "1"]
 
 
 def test_template_stage_resumes_exactly_and_extends_the_model(tmp_path, tiny_model):
@@ -150,10 +165,23 @@ def test_template_stage_resumes_exactly_and_extends_the_model(tmp_path, tiny_mod
     assert model.config.point_template.hidden_channels == [16, 32]
     for name, value in source.state_dict().items():  # the rest of the model is carried unchanged
         assert torch.equal(model.state_dict()[name], value), name
-    losses = [entry["loss"] for entry in logged_steps(whole) if "loss" in entry]
-    assert len(losses) == 4 and all(loss == loss for loss in losses)
+    logged = [entry for entry in logged_steps(whole) if "loss" in entry]
+    assert len(logged) == 4 and all(entry["loss"] > entry["loss_decoded"] > 0 for entry in logged)
     samples = pipelines.sample(model.eval(), 1, torch.Generator().manual_seed(0), pipelines.SamplerSettings(steps=2))
     assert samples.shape == (1, model.config.vae.num_points, 3) and torch.isfinite(samples).all()
+
+    # a second phase trains the same template on
+    code, output = finish(train("template", tmp_path / "continued", "--model", str(whole / "model.safetensors"),
+                                "--continue-template", "--hidden", "8", "--match-points", "64",
+                                "--encodings-per-shape", "1", steps=1))
+    assert code == 0, output
+    continued, _ = load_model(tmp_path / "continued" / "model.safetensors")
+    assert continued.config.point_template.hidden_channels == [16, 32], "--hidden is ignored when continuing"
+    assert any(not torch.equal(value, model.point_template.state_dict()[name])
+               for name, value in continued.point_template.state_dict().items())
+    code, output = finish(train("template", tmp_path / "no_template", "--model", str(tiny_model),
+                                "--continue-template", steps=1))
+    assert code != 0 and "has no point template" in output
 
     # retraining the VAE from this model drops the template fitted to the old latents
     code, output = finish(train("vae", tmp_path / "vae", "--init", str(whole / "model.safetensors"), steps=1))
