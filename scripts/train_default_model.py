@@ -86,11 +86,11 @@ PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 0, 0, 200  # 0: keep the start model's par
 # ablations on 64 held-out shapes (model card), 300 decoded steps after the first phase took
 # 1-NNA-CD from 78.9% to 77.3%, COV-CD 40.6% -> 46.9%, MMD-CD 5.9e-3 -> 4.6e-3.
 TEMPLATE_STEPS, TEMPLATE_DECODED_STEPS = 2000, 900  # about 6 and 15 min here
-TEMPLATE_SETTINGS = ["--batch-size", "16", "--hidden", "512,1024,1024", "--target", "mean", "--match-points", "1024",
-                     "--lr-decay", "cosine", "--ema", "0.995", "--encodings-per-shape", "4"]
+TEMPLATE_COMMON = ["--target", "mean", "--match-points", "1024", "--lr-decay", "cosine", "--ema", "0.995",
+                   "--encodings-per-shape", "4"]
+TEMPLATE_SETTINGS = ["--batch-size", "16", "--hidden", "512,1024,1024", *TEMPLATE_COMMON]
 TEMPLATE_DECODED_SETTINGS = ["--continue-template", "--batch-size", "8", "--decoded-weight", "1", "--lr", "3e-4",
-                             "--target", "mean", "--match-points", "1024", "--lr-decay", "cosine", "--ema", "0.995",
-                             "--encodings-per-shape", "4"]
+                             *TEMPLATE_COMMON]
 PRIOR_SETTINGS = ["--continue-priors", "--point-prior", "tiny-xyz", "--batch-size", "8", "--class-conditional",
                   "--lr", "5e-4", "--shape-lr", "5e-4", "--lr-decay", "cosine", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",

@@ -209,6 +209,9 @@ def main(argv=None):
 
     model, vae_metadata, dataset = runtime.load_trained_model(args.vae, args, dist)
     model.voxel_encoder = None
+    # Without it, the renders and samples of this run show the priors being trained; the
+    # template (fitted to the VAE, not the priors) is fitted again by its own stage afterwards.
+    model.drop_point_template()
     model.vae.requires_grad_(False).eval()
     counts = collections.Counter(dataset.category(i) for i in range(len(dataset)))  # shapes per category
     categories = sorted(counts) if args.class_conditional else []

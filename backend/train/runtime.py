@@ -301,6 +301,13 @@ def data_metadata(dataset, max_shapes=256):
     return {"typical_half_extent": float(np.median(extents))}
 
 
+def trained_parts(source_metadata, part):
+    """The `trained_parts` of a model that a stage made by training `part` on a source model:
+    the source's parts (a VAE when it does not say), then `part` once."""
+    parts = [name for name in source_metadata.get("trained_parts", ["vae"]) if name != part]
+    return parts + [part]
+
+
 def inherited_metadata(source_metadata):
     return {key: source_metadata[key] for key in INHERITED_METADATA if key in source_metadata}
 

@@ -150,11 +150,9 @@ def main(argv=None):
     def save(step):
         trained = {name: value.clone() for name, value in template.state_dict().items()}
         ema.copy_to(template)  # the saved model carries the averaged weights
-        trained_parts = list(source_metadata.get("trained_parts", ["vae"]))
         runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
                                   extra={"stage": "template",
-                                         "trained_parts": [p for p in trained_parts if p != "point_template"]
-                                         + ["point_template"],
+                                         "trained_parts": runtime.trained_parts(source_metadata, "point_template"),
                                          "source_model_step": source_metadata.get("step"),
                                          **runtime.inherited_metadata(source_metadata)})
         prior_stage.render_samples(model, args.out, step, args.seed)

@@ -145,9 +145,9 @@ def main(argv=None):
         return runtime.optimize(optimizer, loss, model.voxel_encoder.parameters(), args.grad_clip, scalars)
 
     def save(step):
-        trained_parts = list(source_metadata.get("trained_parts", ["vae"]))
         runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
-                                  extra={"stage": "voxel-encoder", "trained_parts": trained_parts + ["voxel_encoder"],
+                                  extra={"stage": "voxel-encoder",
+                                         "trained_parts": runtime.trained_parts(source_metadata, "voxel_encoder"),
                                          "source_model_step": source_metadata.get("step"),
                                          "guide_resolutions": [args.min_resolution, args.max_resolution],
                                          **runtime.inherited_metadata(source_metadata)})

@@ -188,6 +188,20 @@ def test_template_stage_resumes_exactly_and_extends_the_model(tmp_path, tiny_mod
     assert code == 0, output
     retrained, _ = load_model(tmp_path / "vae" / "model.safetensors")
     assert retrained.point_template is None and retrained.config.point_template.hidden_channels == []
+    # so does training priors from it: its renders and samples must show the priors
+    code, output = finish(train("prior", tmp_path / "prior", "--vae", str(whole / "model.safetensors"), steps=1))
+    assert code == 0, output
+    priors, metadata = load_model(tmp_path / "prior" / "model.safetensors")
+    assert priors.point_template is None and "point_template" not in metadata["trained_parts"]
+
+
+def test_trained_parts_add_the_stages_part_once():
+    from backend.train.runtime import trained_parts
+
+    assert trained_parts({}, "point_template") == ["vae", "point_template"]
+    source = {"trained_parts": ["vae", "shape_prior", "point_prior", "point_template"]}
+    assert trained_parts(source, "point_template") == source["trained_parts"]
+    assert trained_parts(source, "voxel_encoder") == source["trained_parts"] + ["voxel_encoder"]
 
 
 def test_template_stage_refuses_bad_widths(tmp_path, tiny_model):
