@@ -86,6 +86,9 @@ def parse_arguments(argv):
     parser.add_argument("--target", choices=("mean", "sample"), default="mean",
                         help="what the template's points are matched to: the posterior means of the latent points, "
                              "or posterior samples")
+    parser.add_argument("--shape-latent", choices=("sample", "mean"), default="sample",
+                        help="the z0 the template maps: posterior samples (what the z0 prior was trained on), "
+                             "or posterior means")
     parser.add_argument("--decoded-weight", type=float, default=0.0,
                         help="weight of the decoded Chamfer loss (the frozen decoder's output against the "
                              "shape's points) added to the latent matching loss (0: off)")
@@ -129,7 +132,7 @@ def main(argv=None):
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         chosen = torch.randint(0, rows, (args.batch_size,), generator=generator)
-        shape_latent = encodings["z"][chosen].to(dist.device)
+        shape_latent = encodings["z" if args.shape_latent == "sample" else "z_mean"][chosen].to(dist.device)
         if args.target == "mean":
             latent_points = encodings["h_mean"][chosen].to(dist.device)
         else:

@@ -84,15 +84,23 @@ def fit_box(points, reference):
     return (points - (low + high) / 2) * scale + (reference_low + reference_high) / 2
 
 
+def nearest_indices(queries, points):
+    """int64 [B, M]: for each of queries float [B, M, C], the index of its nearest point among
+    points float [B, N, C] (Euclidean). |p|² - 2 q·p ranks the points as the distance does
+    (|q|² is the same for all of them), and a minimum over the last dimension is several times
+    faster on the CPU than torch.cdist followed by argmin over the middle one."""
+    scores = torch.baddbmm((points * points).sum(-1).unsqueeze(1), queries, points.transpose(1, 2), alpha=-2)
+    return scores.min(dim=2).indices
+
+
 def matched_latent_point_loss(predicted, target, match_all_channels=False):
     """Mean squared error between two sets of latent points float [B, N, 3 + Dh] without index
     correspondence: each point is paired with the nearest point of the other set (by xyz, or by
     all channels when match_all_channels), in both directions. Returns a scalar tensor."""
     matched = slice(None) if match_all_channels else slice(0, 3)
     with torch.no_grad():
-        distances = torch.cdist(predicted[..., matched], target[..., matched])
-        nearest_target = distances.argmin(dim=2)
-        nearest_predicted = distances.argmin(dim=1)
+        nearest_target = nearest_indices(predicted[..., matched], target[..., matched])
+        nearest_predicted = nearest_indices(target[..., matched], predicted[..., matched])
     channels = predicted.shape[-1]
     target_for_predicted = torch.gather(target, 1, nearest_target.unsqueeze(-1).expand(-1, -1, channels))
     predicted_for_target = torch.gather(predicted, 1, nearest_predicted.unsqueeze(-1).expand(-1, -1, channels))

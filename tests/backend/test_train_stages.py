@@ -9,7 +9,7 @@ from backend.checkpoint import load_model, save_model
 from backend.config import get_config
 from backend.data.normalization import ShapeBoxNormalization
 from backend.models import LionModel
-from backend.train.voxel_encoder import fit_box, guide_points, matched_latent_point_loss
+from backend.train.voxel_encoder import fit_box, guide_points, matched_latent_point_loss, nearest_indices
 from test_train import check_interrupted_then_resumed_equals_uninterrupted, logged_steps
 
 SAP_OPTIONS = ["--resolution", "32", "--surface-points", "2048", "--input-points", "512"]
@@ -72,6 +72,17 @@ def test_matched_latent_point_loss_ignores_point_order_and_sees_differences():
     moved = shuffled.clone()
     moved[..., 3:] += 0.5  # same positions, features off by 0.5: 0.25 per feature channel
     assert matched_latent_point_loss(moved, target).item() == pytest.approx(2 * 0.25 * 2 / 5, rel=1e-5)
+
+
+@pytest.mark.parametrize("queries, points, channels", [(1, 1, 3), (7, 1, 4), (1, 9, 3), (33, 65, 4), (300, 200, 5)])
+def test_nearest_indices_match_a_brute_force_search(queries, points, channels):
+    generator = torch.Generator().manual_seed(queries * points)
+    a = torch.randn(3, queries, channels, generator=generator)
+    b = torch.randn(3, points, channels, generator=generator)
+    brute = torch.tensor([[min(range(points), key=lambda j: float(((a[s, i] - b[s, j]) ** 2).sum()))
+                           for i in range(queries)] for s in range(3)])
+    assert torch.equal(nearest_indices(a, b), brute)
+    assert torch.equal(nearest_indices(a.double(), b.double()), brute)
 
 
 def test_guide_points_lie_on_the_clean_shapes_box():
