@@ -15,7 +15,8 @@ HELD_OUT_FIRST_SEED = 100_000  # procedural seeds far from any training seed (0.
 
 def held_out_shapes(model, categories: Sequence[str], per_category: int, first_seed: int = HELD_OUT_FIRST_SEED):
     """(points float [C·per_category, N, 3] normalized as the model's data, category names) of
-    procedural shapes no training run saw, `per_category` of each category in order."""
+    procedural shapes no training run saw, `per_category` of each category, interleaved as the
+    procedural dataset orders them (shape i is of category i mod C): use the returned names."""
     from backend.data.datasets import ProceduralDataset
 
     dataset = ProceduralDataset(list(categories), shapes_per_category=per_category, first_seed=first_seed,
