@@ -143,6 +143,12 @@ class PointTemplateConfig:
 
     # Hidden widths of the MLP; empty: no template (LION's way, what `paper` and `tiny` build).
     hidden_channels: List[int] = field(default_factory=list)
+    # Empty: the MLP's last layer emits all N points at once, a linear mix of learned point sets.
+    # Widths: a per-point network follows the MLP instead (FoldingNet's idea): point i is
+    # point_mlp(MLP(z0), code_i) with a learned code of point_code_channels per point, so parts
+    # can move nonlinearly with z0.
+    point_hidden_channels: List[int] = field(default_factory=list)
+    point_code_channels: int = 32
 
 
 @dataclass
@@ -353,6 +359,9 @@ def validate_config(config: LionConfig) -> None:
                          f"not all 0; got {shares!r} for {len(categories)} categories")
     if any(width < 1 for width in config.point_template.hidden_channels):
         raise ValueError(f"point_template.hidden_channels must be widths >= 1, got {config.point_template.hidden_channels!r}")
+    if any(width < 1 for width in config.point_template.point_hidden_channels) or config.point_template.point_code_channels < 1:
+        raise ValueError(f"point_template.point_hidden_channels must be widths >= 1 and point_code_channels >= 1, got "
+                         f"{config.point_template.point_hidden_channels!r}, {config.point_template.point_code_channels!r}")
 
 
 def _unet(down, up, dropout=0.1) -> UNetConfig:

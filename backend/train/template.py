@@ -77,6 +77,10 @@ def parse_arguments(argv):
     parser.add_argument("--model", required=True, help="model.safetensors of a trained VAE or prior run")
     parser.add_argument("--hidden", type=widths, default=widths(DEFAULT_HIDDEN),
                         help=f"hidden widths of the template's MLP (default {DEFAULT_HIDDEN})")
+    parser.add_argument("--point-hidden", type=widths,
+                        help="hidden widths of a per-point network after the MLP (default: none, the MLP emits "
+                             "all points)")
+    parser.add_argument("--point-code", type=int, default=32, help="with --point-hidden: channels of each point's code")
     parser.add_argument("--continue-template", action="store_true",
                         help="train the --model's own point template further (--hidden is then ignored)")
     parser.add_argument("--ema", type=float, default=DEFAULT_EMA, help="EMA decay of the template weights")
@@ -110,7 +114,8 @@ def main(argv=None):
         if model.point_template is None:
             raise SystemExit(f"--continue-template: {args.model} has no point template")
     else:
-        config = PointTemplateConfig(hidden_channels=list(args.hidden))
+        config = PointTemplateConfig(hidden_channels=list(args.hidden), point_hidden_channels=list(args.point_hidden or []),
+                                     point_code_channels=args.point_code)
         model.config = dataclasses.replace(model.config, point_template=config)
         torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
         model.point_template = LatentPointTemplate(config, model.config.vae.shape_latent_dim,

@@ -54,6 +54,31 @@ def test_template_maps_each_shape_latent_to_all_latent_points(model):
         LatentPointTemplate(PointTemplateConfig(), 128, NUM_POINTS, 4)
 
 
+def test_per_point_template_shares_one_network_over_all_points():
+    config = PointTemplateConfig(hidden_channels=[32], point_hidden_channels=[24, 16], point_code_channels=8)
+    torch.manual_seed(0)
+    template = LatentPointTemplate(config, 128, NUM_POINTS, 4)
+    shape_latent = torch.randn(3, 128)
+    points = template(shape_latent)
+    assert points.shape == (3, NUM_POINTS, 4)
+    # the twin: the unsplit first layer on [feature, code], point by point
+    feature = template.mlp(shape_latent)
+    weight = torch.cat([template.feature_in.weight, template.code_in.weight], dim=1)
+    for shape in range(3):
+        for point in (0, NUM_POINTS // 2, NUM_POINTS - 1):
+            joined = torch.cat([feature[shape], template.codes[point]])
+            expected = template.point_mlp(joined @ weight.T + template.feature_in.bias)
+            assert torch.allclose(points[shape, point], expected, atol=1e-5)
+    assert sum(p.numel() for p in template.parameters()) < sum(
+        p.numel() for p in LatentPointTemplate(PointTemplateConfig([32, 32]), 128, NUM_POINTS, 4).parameters())
+    tiny = dataclasses.replace(get_config("tiny"), point_template=config)
+    assert LionConfig.from_json(tiny.to_json()) == tiny
+    data = tiny.to_dict()
+    data["point_template"]["point_code_channels"] = 0
+    with pytest.raises(ValueError, match="point_code_channels"):
+        LionConfig.from_dict(data)
+
+
 def test_models_without_a_template_have_none_and_count_no_parameters():
     plain = LionModel(micro_config())
     assert plain.point_template is None and "point_template" not in plain.parameter_counts()
@@ -83,7 +108,12 @@ def test_sample_with_a_template_never_consults_the_h0_prior(model, monkeypatch):
         (1, NUM_POINTS, 3)
 
 
-def test_checkpoint_round_trip_keeps_the_template(model, tmp_path):
+@pytest.mark.parametrize("per_point", [False, True])
+def test_checkpoint_round_trip_keeps_the_template(model, tmp_path, per_point):
+    if per_point:
+        torch.manual_seed(1)
+        model = LionModel(dataclasses.replace(micro_config(), point_template=PointTemplateConfig(
+            hidden_channels=[32], point_hidden_channels=[16], point_code_channels=4))).eval()
     save_model(tmp_path / "model.safetensors", model, step=3)
     loaded, _ = load_model(tmp_path / "model.safetensors")
     assert loaded.config.point_template == model.config.point_template
