@@ -131,6 +131,9 @@ class LatentPointPriorConfig:
     time_embedding_dim: int = 64
 
 
+TEMPLATE_SHAPE_LATENTS = ("sample", "mean")
+
+
 @dataclass
 class PointTemplateConfig:
     """Not in LION: a decoder from z0 straight to latent points (an MLP whose last layer emits
@@ -149,6 +152,13 @@ class PointTemplateConfig:
     # can move nonlinearly with z0.
     point_hidden_channels: List[int] = field(default_factory=list)
     point_code_channels: int = 32
+    # The z0 the template maps. "sample": posterior samples, drawn for Generate by the model's
+    # z0 prior, which was trained on them. "mean": posterior means, drawn by the template's own
+    # z0 prior (`point_template.shape_prior.*`, the shape prior's architecture) trained on
+    # them: on the default model a posterior sample of z0 is mostly noise within a category
+    # (sigma 0.23 against a spread of the means of 0.11), so a template fed samples makes each
+    # category's average shape.
+    shape_latent: str = "sample"
 
 
 @dataclass
@@ -359,6 +369,9 @@ def validate_config(config: LionConfig) -> None:
                          f"not all 0; got {shares!r} for {len(categories)} categories")
     if any(width < 1 for width in config.point_template.hidden_channels):
         raise ValueError(f"point_template.hidden_channels must be widths >= 1, got {config.point_template.hidden_channels!r}")
+    if config.point_template.shape_latent not in TEMPLATE_SHAPE_LATENTS:
+        raise ValueError(f"point_template.shape_latent must be one of {TEMPLATE_SHAPE_LATENTS}, "
+                         f"got {config.point_template.shape_latent!r}")
     if any(width < 1 for width in config.point_template.point_hidden_channels) or config.point_template.point_code_channels < 1:
         raise ValueError(f"point_template.point_hidden_channels must be widths >= 1 and point_code_channels >= 1, got "
                          f"{config.point_template.point_hidden_channels!r}, {config.point_template.point_code_channels!r}")

@@ -52,7 +52,7 @@ def sample(model, count, generator, settings: SamplerSettings = SamplerSettings(
         drawn = model.draw_categories(count, generator)
         if drawn is not None:
             category, guidance = drawn, 1.0
-    shape_eps = model.shape_eps_model(category, guidance)
+    shape_eps = model.shape_eps_model(category, guidance, prior=model.generation_shape_prior)
     device = next(model.parameters()).device
     vae_config = model.config.vae
     z_noise = torch.randn(count, vae_config.shape_latent_dim, generator=generator, device=generator.device)

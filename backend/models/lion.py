@@ -70,6 +70,9 @@ class LionModel(nn.Module):
         if config.point_template.hidden_channels:
             self.point_template = LatentPointTemplate(config.point_template, config.vae.shape_latent_dim,
                                                       config.vae.num_points, config.latent_point_dim)
+            if config.point_template.shape_latent == "mean":
+                self.point_template.shape_prior = ShapeLatentPrior(config.shape_prior, config.vae.shape_latent_dim,
+                                                                   logit_init)
         self.voxel_encoder = VoxelGuideEncoder(self.vae) if with_voxel_encoder else None
         self.schedule = diffusion.DiffusionSchedule(schedule.num_steps, schedule.beta_start, schedule.beta_end)
 
@@ -113,19 +116,30 @@ class LionModel(nn.Module):
         drawn = torch.multinomial(weights, count, replacement=True, generator=generator)
         return [self.categories[int(label)] for label in drawn]
 
-    def shape_eps_model(self, category: Union[None, str, Sequence[str]] = None, guidance: float = 1.0):
+    @property
+    def generation_shape_prior(self) -> nn.Module:
+        """The z0 prior that fresh shapes draw from: the point template's own, when it maps
+        posterior means (config.PointTemplateConfig.shape_latent), else the shape prior."""
+        return getattr(self.point_template, "shape_prior", None) or self.shape_prior
+
+    def shape_eps_model(self, category: Union[None, str, Sequence[str]] = None, guidance: float = 1.0,
+                        prior: Optional[nn.Module] = None):
         """eps_model(z_t [B, Dz], index [B]) -> noise prediction, for every sampler and for DDIM
         inversion, whatever the prior predicts.
+
+        prior: the z0 prior (default: the shape prior; `generation_shape_prior` for Generate),
+        one with the shape prior's categories.
 
         category: a name from `categories` (or None/"any"), or a list of names, one per shape of
         the batch. With a category, `guidance` is the classifier-free guidance scale w:
         eps = eps_any + w·(eps_category - eps_any), so 1 is the plain conditional prediction
         and larger values hold samples closer to the category.
         """
+        prior = prior or self.shape_prior
         if isinstance(category, str) or category is None:
             label = self.category_label(category)
             if label is None:  # the prior's own "no category" prediction
-                return self._as_eps(self.shape_prior, self.shape_prior)
+                return self._as_eps(prior, prior)
             labels_of = lambda index: torch.full_like(index, label)  # noqa: E731
         else:
             per_shape = torch.tensor([self._named_label(name) for name in category], dtype=torch.int64)
@@ -136,16 +150,16 @@ class LionModel(nn.Module):
                 return per_shape.to(index.device)
 
         if guidance == 1.0:  # the plain conditional prediction: no need for the unconditional one
-            return self._as_eps(lambda x, index: self.shape_prior(x, index, labels_of(index)), self.shape_prior)
+            return self._as_eps(lambda x, index: prior(x, index, labels_of(index)), prior)
 
         def guided(x, index):
-            labels = torch.cat([labels_of(index), torch.full_like(index, self.shape_prior.no_category)])
-            conditional, unconditional = self.shape_prior(torch.cat([x, x]), torch.cat([index, index]), labels).chunk(2)
+            labels = torch.cat([labels_of(index), torch.full_like(index, prior.no_category)])
+            conditional, unconditional = prior(torch.cat([x, x]), torch.cat([index, index]), labels).chunk(2)
             return unconditional + guidance * (conditional - unconditional)
 
         # Guidance mixes raw outputs; every parameterization here is affine in them, so this
         # equals mixing the noise predictions.
-        return self._as_eps(guided, self.shape_prior)
+        return self._as_eps(guided, prior)
 
     def point_eps_model(self, shape_latent):
         """eps_model(h_t [B, N, 3 + Dh], index [B]) -> noise prediction of the h0 prior given the

@@ -18,11 +18,12 @@ The VAE and the priors are untouched; the saved model is the input model plus
 An exponential moving average of the template (--ema, with warm-up) is what is saved.
 """
 import argparse
+import copy
 import dataclasses
 
 import torch
 
-from backend.config import PointTemplateConfig
+from backend.config import TEMPLATE_SHAPE_LATENTS, PointTemplateConfig
 from backend.metrics import chamfer_distance
 from backend.models.template import LatentPointTemplate
 from backend.train import prior as prior_stage
@@ -90,9 +91,17 @@ def parse_arguments(argv):
     parser.add_argument("--target", choices=("mean", "sample"), default="mean",
                         help="what the template's points are matched to: the posterior means of the latent points, "
                              "or posterior samples")
-    parser.add_argument("--shape-latent", choices=("sample", "mean"), default="sample",
-                        help="the z0 the template maps: posterior samples (what the z0 prior was trained on), "
-                             "or posterior means")
+    parser.add_argument("--shape-latent", choices=TEMPLATE_SHAPE_LATENTS,
+                        help="the z0 the template maps: posterior samples (what the model's z0 prior draws), or "
+                             "posterior means, drawn by a z0 prior of the template's own, started from the model's "
+                             "and trained here on the means (default: the --model template's with "
+                             "--continue-template, else sample)")
+    parser.add_argument("--shape-steps-per-step", type=int, default=2,
+                        help="with --shape-latent mean: updates of the template's z0 prior per step")
+    parser.add_argument("--shape-batch-size", type=int, default=64, help="z0 means per z0 prior update")
+    parser.add_argument("--shape-lr", type=float, default=5e-4, help="learning rate of the template's z0 prior")
+    parser.add_argument("--label-dropout", type=float, default=0.2,
+                        help="share of unlabelled z0 prior examples (classifier-free guidance)")
     parser.add_argument("--decoded-weight", type=float, default=0.0,
                         help="weight of the decoded Chamfer loss (the frozen decoder's output against the "
                              "shape's points) added to the latent matching loss (0: off)")
@@ -121,29 +130,63 @@ def main(argv=None):
         model.point_template = LatentPointTemplate(config, model.config.vae.shape_latent_dim,
                                                    model.config.vae.num_points,
                                                    model.config.latent_point_dim).to(dist.device)
-    template = model.point_template.requires_grad_(True)
+    shape_latent_kind = args.shape_latent or model.config.point_template.shape_latent
+    model.config = dataclasses.replace(model.config, point_template=dataclasses.replace(
+        model.config.point_template, shape_latent=shape_latent_kind))
+    template = model.point_template
+    # A template of means trains its own z0 prior beside its network; they are kept apart while
+    # training (each with its own optimizer and, across processes, its own DDP wrapper) and
+    # joined again for saving.
+    own_prior = getattr(template, "shape_prior", None)
+    if own_prior is not None:
+        del template.shape_prior
+    if shape_latent_kind == "mean" and own_prior is None:
+        own_prior = copy.deepcopy(model.shape_prior)  # a start that knows the categories
+    elif shape_latent_kind == "sample":
+        own_prior = None
+    trained = torch.nn.ModuleDict({"template": template, **({"shape_prior": own_prior} if own_prior else {})})
+    trained.requires_grad_(True)
     encodings = prior_stage.load_or_encode(args, dist, model.vae, dataset, model.categories)
     wrapped = dist.wrap(template)
     optimizer = torch.optim.Adam(template.parameters(), lr=args.lr or DEFAULT_LR)
-    for group in optimizer.param_groups:
-        group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
-    ema = runtime.EMA(template, args.ema)
+    optimizers = {"optimizer": optimizer}
+    if own_prior is not None:
+        shape_loss = dist.wrap(prior_stage.PriorLoss(own_prior, model.schedule, model.config.diffusion.prediction))
+        optimizers["optimizer_shape"] = torch.optim.Adam(own_prior.parameters(), lr=args.shape_lr)
+    for each in optimizers.values():
+        for group in each.param_groups:
+            group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
+    ema = runtime.EMA(trained, args.ema)
     rows = encodings["z"].shape[0]
 
     def train_step(step):
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
         factor = runtime.lr_factor(args.lr_decay, step, args.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        for each in optimizers.values():
+            for group in each.param_groups:
+                group["lr"] = group["base_lr"] * factor
+        scalars = {}
+        for _ in range(args.shape_steps_per_step if own_prior is not None else 0):
+            shape_rows = torch.randint(0, rows, (args.shape_batch_size,), generator=generator)
+            labels = None
+            if model.categories:
+                labels = prior_stage.drop_labels(encodings["label"][shape_rows], own_prior.no_category,
+                                                 args.label_dropout, generator).to(dist.device)
+            loss_shape = shape_loss(encodings["z_mean"][shape_rows].to(dist.device), labels, generator)
+            runtime.check_finite(loss_shape, step)
+            runtime.optimize(optimizers["optimizer_shape"], loss_shape, own_prior.parameters(), args.grad_clip,
+                             scalars, "grad_norm_shape")
+            scalars["loss_shape_latent"] = loss_shape.item()
         chosen = torch.randint(0, rows, (args.batch_size,), generator=generator)
-        shape_latent = encodings["z" if args.shape_latent == "sample" else "z_mean"][chosen].to(dist.device)
+        shape_latent = encodings["z" if shape_latent_kind == "sample" else "z_mean"][chosen].to(dist.device)
         if args.target == "mean":
             latent_points = encodings["h_mean"][chosen].to(dist.device)
         else:
             latent_points = model.vae.sample_latent_points(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen],
                                                            generator).to(dist.device)
-        loss, scalars = template_loss(wrapped, shape_latent, latent_points, args.match_points, generator)
+        loss, loss_scalars = template_loss(wrapped, shape_latent, latent_points, args.match_points, generator)
+        scalars.update(loss_scalars)
         if args.decoded_weight > 0:
             points = torch.stack([dataset[int(row) % len(dataset)] for row in chosen]).to(dist.device)
             extra, extra_scalars = decoded_loss(wrapped, model.vae.decode, shape_latent, points)
@@ -152,23 +195,27 @@ def main(argv=None):
         runtime.check_finite(loss, step)
         scalars["lr_factor"] = factor
         runtime.optimize(optimizer, loss, template.parameters(), args.grad_clip, scalars)
-        ema.update(template, step)
+        ema.update(trained, step)
         return scalars
 
     def save(step):
-        trained = {name: value.clone() for name, value in template.state_dict().items()}
-        ema.copy_to(template)  # the saved model carries the averaged weights
+        weights = {name: value.clone() for name, value in trained.state_dict().items()}
+        ema.copy_to(trained)  # the saved model carries the averaged weights
+        if own_prior is not None:
+            template.shape_prior = own_prior
         runtime.atomic_save_model(args.out, model, dataset=args.data, step=step,
                                   extra={"stage": "template",
                                          "trained_parts": runtime.trained_parts(source_metadata, "point_template"),
                                          "source_model_step": source_metadata.get("step"),
                                          **runtime.inherited_metadata(source_metadata)})
         prior_stage.render_samples(model, args.out, step, args.seed)
-        template.load_state_dict(trained)
+        if own_prior is not None:
+            del template.shape_prior
+        trained.load_state_dict(weights)
 
-    template.train()
-    parts = {"point_template": template, "optimizer": optimizer, "ema": ema}
-    return runtime.run_training(args, dist, parts, template, train_step, save)
+    trained.train()
+    parts = {"point_template": trained, **optimizers, "ema": ema}
+    return runtime.run_training(args, dist, parts, trained, train_step, save)
 
 
 if __name__ == "__main__":

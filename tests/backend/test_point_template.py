@@ -225,6 +225,65 @@ def test_template_stage_resumes_exactly_and_extends_the_model(tmp_path, tiny_mod
     assert priors.point_template is None and "point_template" not in metadata["trained_parts"]
 
 
+def test_a_template_of_means_draws_fresh_shapes_from_its_own_z0_prior():
+    config = dataclasses.replace(micro_config(), point_template=PointTemplateConfig(
+        hidden_channels=[16], shape_latent="mean"))
+    config.shape_prior.categories = ["chair", "table"]
+    torch.manual_seed(0)
+    model = LionModel(config).eval()
+    own = model.point_template.shape_prior
+    assert model.generation_shape_prior is own and own is not model.shape_prior
+    assert "point_template.shape_prior.output_proj.weight" in model.state_dict()
+    with torch.no_grad():
+        for weight in own.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
+    x, index = torch.randn(3, 128), torch.tensor([5, 500, 900])
+    # the twin: the same guided prediction from a model whose shape prior is that prior
+    twin = LionModel(config).eval()
+    twin.shape_prior.load_state_dict(own.state_dict())
+    for category, guidance in ((None, 1.0), ("chair", 1.0), ("table", 2.5)):
+        torch.testing.assert_close(model.shape_eps_model(category, guidance, prior=own)(x, index),
+                                   twin.shape_eps_model(category, guidance)(x, index))
+    settings = pipelines.SamplerSettings(steps=3)
+    made = pipelines.sample(model, 2, torch.Generator().manual_seed(0), settings, category="chair")
+    model.point_template.shape_prior = model.shape_prior  # the same model drawing from the shape prior
+    assert not torch.allclose(made, pipelines.sample(model, 2, torch.Generator().manual_seed(0), settings,
+                                                     category="chair"))
+    bad = config.to_dict()
+    bad["point_template"]["shape_latent"] = "median"
+    with pytest.raises(ValueError, match="shape_latent"):
+        LionConfig.from_dict(bad)
+
+
+def test_template_stage_of_means_trains_its_own_z0_prior_and_resumes_exactly(tmp_path, tiny_model):
+    options = ["--hidden", "16", "--point-hidden", "8", "--point-code", "4", "--match-points", "64",
+               "--encodings-per-shape", "1", "--shape-latent", "mean", "--decoded-weight", "1"]
+    whole = check_interrupted_then_resumed_equals_uninterrupted("template", tmp_path, "--model", str(tiny_model),
+                                                                *options)
+    source, _ = load_model(tiny_model)
+    model, _ = load_model(whole / "model.safetensors")
+    assert model.config.point_template.shape_latent == "mean"
+    assert model.config.point_template.point_hidden_channels == [8]
+    own = model.point_template.shape_prior
+    changed = [name for name, value in own.state_dict().items()
+               if not torch.equal(value, source.shape_prior.state_dict()[name])]
+    assert changed, "the template's z0 prior was trained"
+    for name, value in source.shape_prior.state_dict().items():
+        assert torch.equal(model.shape_prior.state_dict()[name], value), "the model's own z0 prior is untouched"
+    logged = [entry for entry in logged_steps(whole) if "loss" in entry]
+    assert all(entry["loss_shape_latent"] > 0 for entry in logged)
+    # continuing keeps the kind and the prior; asking for samples drops the prior
+    for kind, has_prior in ((None, True), ("sample", False)):
+        out = tmp_path / f"continued_{kind}"
+        code, output = finish(train("template", out, "--model", str(whole / "model.safetensors"), "--continue-template",
+                                    "--match-points", "64", "--encodings-per-shape", "1",
+                                    *(["--shape-latent", kind] if kind else []), steps=1))
+        assert code == 0, output
+        continued, _ = load_model(out / "model.safetensors")
+        assert hasattr(continued.point_template, "shape_prior") == has_prior
+        assert continued.config.point_template.shape_latent == (kind or "mean")
+
+
 def test_trained_parts_add_the_stages_part_once():
     from backend.train.runtime import trained_parts
 
