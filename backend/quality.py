@@ -122,11 +122,12 @@ def point_prior_chamfer(model, shapes: torch.Tensor, steps: int = 25, seed: int 
 @torch.no_grad()
 def point_template_chamfer(model, shapes: torch.Tensor, seed: int = 0) -> float:
     """How well the point template alone makes a shape: the mean Chamfer distance between
-    `shapes` and the decoding of their own z0 (a posterior sample) with the template's latent
-    points; `point_prior_chamfer`'s twin for a model with a point template."""
-    from backend.pipelines import encode
-
-    shape_latent, _ = encode(model, shapes, torch.Generator().manual_seed(seed))
+    `shapes` and the decoding of their own z0 (a posterior sample, or the posterior mean for a
+    template of means: what it maps) with the template's latent points; `point_prior_chamfer`'s
+    twin for a model with a point template."""
+    encoding = model.vae.encode(shapes, sample=True, generator=torch.Generator().manual_seed(seed))
+    means = model.config.point_template.shape_latent == "mean"
+    shape_latent = encoding.shape_latent_mean if means else encoding.shape_latent
     made = model.point_template(shape_latent)
     return float(chamfer_distance(model.vae.decode(shape_latent, made), shapes).mean())
 

@@ -85,12 +85,19 @@ PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 0, 0, 200  # 0: keep the start model's par
 # through the frozen decoder against the shapes' points (--decoded-weight; 1 s a step here). In
 # ablations on 64 held-out shapes (model card), 300 decoded steps after the first phase took
 # 1-NNA-CD from 78.9% to 77.3%, COV-CD 40.6% -> 46.9%, MMD-CD 5.9e-3 -> 4.6e-3.
-TEMPLATE_STEPS, TEMPLATE_DECODED_STEPS = 2000, 900  # about 6 and 15 min here
+# Round 8 (2026-12-04) fits the template again, to posterior means of z0 instead of samples
+# (--shape-latent mean): within a category a sample of z0 is mostly posterior noise (sigma 0.23
+# against a spread of the means of 0.11), so a template fed samples learns each category's
+# average. Fresh shapes then draw z0 from a z0 prior of the template's own, trained on the means
+# in the decoded phase (--shape-steps-per-step 8; the first phase leaves it at the start model's,
+# --shape-steps-per-step 0), and the first phase runs 3x longer (model card: "Round 8").
+TEMPLATE_STEPS, TEMPLATE_DECODED_STEPS = 6000, 900  # about 15 and 13 min here
 TEMPLATE_COMMON = ["--target", "mean", "--match-points", "1024", "--lr-decay", "cosine", "--ema", "0.995",
-                   "--encodings-per-shape", "4"]
-TEMPLATE_SETTINGS = ["--batch-size", "16", "--hidden", "512,1024,1024", *TEMPLATE_COMMON]
+                   "--encodings-per-shape", "4", "--shape-latent", "mean"]
+TEMPLATE_SETTINGS = ["--batch-size", "16", "--hidden", "512,1024,1024", "--shape-steps-per-step", "0",
+                     *TEMPLATE_COMMON]
 TEMPLATE_DECODED_SETTINGS = ["--continue-template", "--batch-size", "8", "--decoded-weight", "1", "--lr", "3e-4",
-                             *TEMPLATE_COMMON]
+                             "--shape-steps-per-step", "8", *TEMPLATE_COMMON]
 PRIOR_SETTINGS = ["--continue-priors", "--point-prior", "tiny-xyz", "--batch-size", "8", "--class-conditional",
                   "--lr", "5e-4", "--shape-lr", "5e-4", "--lr-decay", "cosine", "--ema", "0.999", "--encodings-per-shape", "4",
                   "--shape-steps-per-step", "4", "--shape-batch-size", "64",
@@ -118,7 +125,7 @@ def stages(runs):
     ] if PRIOR_STEPS else []) + ([
         # Fits the template to the VAE's latents; its model is the priors' plus the template.
         ("template", ["template", "--model", priors, *DATA, "--out", template, "--steps", str(TEMPLATE_STEPS),
-                      *TEMPLATE_SETTINGS, "--checkpoint-every", "500"],
+                      *TEMPLATE_SETTINGS, "--checkpoint-every", "2000"],
          os.path.join(template, model)),
         ("template_decoded", ["template", "--model", os.path.join(template, model), *DATA, "--out", decoded,
                               "--steps", str(TEMPLATE_DECODED_STEPS), *TEMPLATE_DECODED_SETTINGS,
@@ -563,7 +570,8 @@ def package(runs, models_dir, device, ablations=()):
         "parameters": model.parameter_counts(),
         "config": {"prediction": model.config.diffusion.prediction, "categories": model.categories,
                    "xyz_in_finest_skip": model.config.point_prior.unet.xyz_in_finest_skip,
-                   "point_template": model.config.point_template.hidden_channels},
+                   "point_template": model.config.point_template.hidden_channels,
+                   "point_template_shape_latent": model.config.point_template.shape_latent},
         "lineage": rounds,
         "files": {os.path.basename(p): os.path.getsize(p) for p in shipped},
         "reconstruction": reconstruction,
@@ -615,6 +623,10 @@ def write_model_card(facts, path):
                   "fitted to the VAE's latent points (`python -m backend.train template`), instead of sampling them",
                   "with the h0 prior, which misplaces parts (\"Point template\" below). Variations, Interpolate",
                   "and voxel guides start from an encoded shape and still use the h0 prior."]
+        if facts["config"].get("point_template_shape_latent") == "mean":
+            lines += ["The template maps posterior means of z0, and Generate draws z0 from a z0 prior of the",
+                      "template's own, trained on those means (the shape prior's architecture and categories;",
+                      "the model's z0 prior, trained on posterior samples, still serves the other tools)."]
     lines += [
         "",
         "## Data",
@@ -768,7 +780,9 @@ def write_model_card(facts, path):
     if template_error is not None:
         lines += [
             "", "## Point template", "",
-            "Given a shape's own z0, the template's latent points decode to "
+            "Given a shape's own z0"
+            + (" (its posterior mean)" if facts["config"].get("point_template_shape_latent") == "mean" else "")
+            + ", the template's latent points decode to "
             f"{template_error:.3f} from the shape (Chamfer, 16 held-out",
             f"shapes, `quality.point_template_chamfer`); the h0 prior's, sampled from noise, to "
             f"{facts['point_prior_chamfer']:.3f}, where the VAE's own reconstruction error is "

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from backend import quality
+from backend.metrics import chamfer_distance
 from backend.render import contact_sheet, half_extent, render_points
 
 
@@ -127,3 +128,10 @@ def test_point_template_chamfer_of_a_template_that_knows_the_latent_points_is_th
     assert quality.point_template_chamfer(model, shapes) == pytest.approx(reconstruction)
     model.point_template = lambda z: torch.zeros_like(latent_points)  # every point at the origin
     assert quality.point_template_chamfer(model, shapes) > 2 * reconstruction
+    # a template of posterior means is given the posterior means
+    model.config.point_template.shape_latent = "mean"
+    with torch.no_grad():
+        means = model.vae.encode(shapes, sample=False).shape_latent_mean
+        expected = float(chamfer_distance(model.vae.decode(means, latent_points), shapes).mean())
+    model.point_template = lambda z: latent_points if torch.equal(z, means) else torch.zeros_like(latent_points)
+    assert quality.point_template_chamfer(model, shapes) == pytest.approx(expected)
