@@ -127,13 +127,12 @@ class LionModel(nn.Module):
         """eps_model(z_t [B, Dz], index [B]) -> noise prediction, for every sampler and for DDIM
         inversion, whatever the prior predicts.
 
-        prior: the z0 prior (default: the shape prior; `generation_shape_prior` for Generate),
-        one with the shape prior's categories.
-
         category: a name from `categories` (or None/"any"), or a list of names, one per shape of
         the batch. With a category, `guidance` is the classifier-free guidance scale w:
         eps = eps_any + w·(eps_category - eps_any), so 1 is the plain conditional prediction
         and larger values hold samples closer to the category.
+        prior: the z0 prior (default: the shape prior; `generation_shape_prior` for Generate),
+        one with the shape prior's categories.
         """
         prior = prior or self.shape_prior
         if isinstance(category, str) or category is None:

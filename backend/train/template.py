@@ -13,6 +13,10 @@ set, both ways, by all channels, and the mean squared error over all channels is
 all N: --match-points 0). --decoded-weight adds the Chamfer distance between what the frozen
 decoder makes of the template's points and the shape's points (a second phase, with
 --continue-template, in the default model's recipe).
+--shape-latent mean maps posterior means of z0 instead of samples (within a category a sample
+is mostly posterior noise on the default model) and gives the template a z0 prior of its own,
+started from the model's and trained here on the means (--shape-steps-per-step updates a step),
+which Generate then draws from. --point-hidden adds a per-point network after the MLP.
 The VAE and the priors are untouched; the saved model is the input model plus
 `point_template.*`, recorded in its config, and `pipelines.sample` uses it from then on.
 An exponential moving average of the template (--ema, with warm-up) is what is saved.
