@@ -176,6 +176,18 @@ def drop_labels(labels, no_category, rate, generator):
     return torch.where(dropped, torch.full_like(labels, no_category), labels)
 
 
+def update_shape_prior(loss, optimizer, prior, z0, labels, args, generator, step, scalars):
+    """One update of a z0 prior on z0 float [B, Dz] with their category labels (int64 [B], or
+    None without categories), dropped at args.label_dropout for classifier-free guidance;
+    `loss` is its PriorLoss (or that wrapped for DDP). Returns the loss."""
+    if labels is not None:
+        labels = drop_labels(labels, prior.no_category, args.label_dropout, generator).to(z0.device)
+    loss_shape = loss(z0, labels, generator)
+    runtime.check_finite(loss_shape, step)
+    runtime.optimize(optimizer, loss_shape, prior.parameters(), args.grad_clip, scalars, "grad_norm_shape")
+    return loss_shape
+
+
 def parse_arguments(argv):
     parser = runtime.stage_parser("prior", __doc__, grad_clip=1.0)
     parser.add_argument("--vae", required=True, help="model.safetensors of a trained VAE run")
@@ -240,9 +252,7 @@ def main(argv=None):
         "shape": torch.optim.Adam(_groups(model.shape_prior, args.shape_lr or lr, args.mixing_logit_lr_scale)),
         "points": torch.optim.Adam(_groups(model.point_prior, lr, args.mixing_logit_lr_scale)),
     }
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
+    runtime.keep_base_lr(optimizers.values())
     ema = runtime.EMA(priors, args.ema)
     rows = encodings["z"].shape[0]
 
@@ -253,22 +263,15 @@ def main(argv=None):
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
         factor = runtime.lr_factor(args.lr_decay, step, args.steps)
-        for optimizer in optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
+        runtime.scale_lr(optimizers.values(), factor)
         device = dist.device
         scalars = {"lr_factor": factor}
         for _ in range(args.shape_steps_per_step):
             chosen = take(generator, args.shape_batch_size)
             z0 = sample_gaussian(encodings["z_mean"][chosen], encodings["z_log_sigma"][chosen], generator).to(device)
-            labels = None
-            if categories:
-                labels = drop_labels(encodings["label"][chosen], model.shape_prior.no_category, args.label_dropout,
-                                     generator).to(device)
-            loss_shape = losses["shape"](z0, labels, generator)
-            runtime.check_finite(loss_shape, step)
-            runtime.optimize(optimizers["shape"], loss_shape, model.shape_prior.parameters(), args.grad_clip, scalars,
-                             "grad_norm_shape")
+            loss_shape = update_shape_prior(losses["shape"], optimizers["shape"], model.shape_prior, z0,
+                                            encodings["label"][chosen] if categories else None, args, generator,
+                                            step, scalars)
         chosen = take(generator, args.batch_size)
         z0 = encodings["z"][chosen].to(device)
         h0 = model.vae.sample_latent_points(encodings["h_mean"][chosen], encodings["h_log_sigma"][chosen],

@@ -167,6 +167,21 @@ def lr_factor(decay: str, step: int, total: int) -> float:
     raise ValueError(f"decay must be 'constant' or 'cosine', got {decay!r}")
 
 
+def keep_base_lr(optimizers):
+    """Record each parameter group's rate as its base rate, the one lr_factor scales (saved with
+    the optimizer, so a resumed run keeps it)."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+
+
+def scale_lr(optimizers, factor):
+    """Set every parameter group's rate to its base rate times `factor` (lr_factor's)."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+
 def check_finite(loss, step):
     """Stop the run on a NaN or infinite loss, before it reaches the weights."""
     if not math.isfinite(float(loss.detach())):

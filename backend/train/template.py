@@ -144,10 +144,10 @@ def main(argv=None):
     own_prior = getattr(template, "shape_prior", None)
     if own_prior is not None:
         del template.shape_prior
-    if shape_latent_kind == "mean" and own_prior is None:
-        own_prior = copy.deepcopy(model.shape_prior)  # a start that knows the categories
-    elif shape_latent_kind == "sample":
+    if shape_latent_kind == "sample":
         own_prior = None
+    elif own_prior is None:
+        own_prior = copy.deepcopy(model.shape_prior)  # a start that knows the categories
     trained = torch.nn.ModuleDict({"template": template, **({"shape_prior": own_prior} if own_prior else {})})
     trained.requires_grad_(True)
     encodings = prior_stage.load_or_encode(args, dist, model.vae, dataset, model.categories)
@@ -157,9 +157,7 @@ def main(argv=None):
     if own_prior is not None:
         shape_loss = dist.wrap(prior_stage.PriorLoss(own_prior, model.schedule, model.config.diffusion.prediction))
         optimizers["optimizer_shape"] = torch.optim.Adam(own_prior.parameters(), lr=args.shape_lr)
-    for each in optimizers.values():
-        for group in each.param_groups:
-            group["base_lr"] = group["lr"]  # saved with the optimizer: a resumed run keeps it
+    runtime.keep_base_lr(optimizers.values())
     ema = runtime.EMA(trained, args.ema)
     rows = encodings["z"].shape[0]
 
@@ -167,20 +165,13 @@ def main(argv=None):
         runtime.seed_step(args.seed, dist.rank, step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
         factor = runtime.lr_factor(args.lr_decay, step, args.steps)
-        for each in optimizers.values():
-            for group in each.param_groups:
-                group["lr"] = group["base_lr"] * factor
+        runtime.scale_lr(optimizers.values(), factor)
         scalars = {}
         for _ in range(args.shape_steps_per_step if own_prior is not None else 0):
             shape_rows = torch.randint(0, rows, (args.shape_batch_size,), generator=generator)
-            labels = None
-            if model.categories:
-                labels = prior_stage.drop_labels(encodings["label"][shape_rows], own_prior.no_category,
-                                                 args.label_dropout, generator).to(dist.device)
-            loss_shape = shape_loss(encodings["z_mean"][shape_rows].to(dist.device), labels, generator)
-            runtime.check_finite(loss_shape, step)
-            runtime.optimize(optimizers["optimizer_shape"], loss_shape, own_prior.parameters(), args.grad_clip,
-                             scalars, "grad_norm_shape")
+            loss_shape = prior_stage.update_shape_prior(
+                shape_loss, optimizers["optimizer_shape"], own_prior, encodings["z_mean"][shape_rows].to(dist.device),
+                encodings["label"][shape_rows] if model.categories else None, args, generator, step, scalars)
             scalars["loss_shape_latent"] = loss_shape.item()
         chosen = torch.randint(0, rows, (args.batch_size,), generator=generator)
         shape_latent = encodings["z" if shape_latent_kind == "sample" else "z_mean"][chosen].to(dist.device)
