@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "point_voxel_element.h"
 
@@ -29,13 +30,12 @@ void parallel_each(int64_t total, int64_t grain, const Body &body) {
   });
 }
 
-// Nearest-point searches scan candidates in blocks: a first pass over a block counts the
-// candidates closer than `limit`, with no branch, so the compiler vectorizes it; only a block
-// holding one is then visited candidate by candidate, in index order. Skipping a block changes
-// nothing, because a visit takes only candidates closer than `limit`, and both passes compute
-// the same distance (-ffp-contract=off), so results equal the plain loop the GPU runs. Most
-// blocks hold none: a ball of radius 0.1 holds ~1 of 2048 points, and once three near centers
-// are found, few others are nearer.
+// Ball query scans candidates in blocks: a first pass over a block counts the candidates
+// closer than `limit`, with no branch, so the compiler vectorizes it; only a block holding one
+// is then visited candidate by candidate, in index order. Skipping a block changes nothing,
+// because a visit takes only candidates closer than `limit`, and both passes compute the same
+// distance (-ffp-contract=off), so results equal the plain loop the GPU runs. Most blocks hold
+// none: a ball of radius 0.1 holds ~1 of 2048 points.
 constexpr int64_t kScanBlock = 64;
 
 template <typename T>
@@ -215,23 +215,51 @@ void furthest_point_sample(int batch, int points, int samples, const T *coords, 
   });
 }
 
+// Three-NN visits far fewer centers than it measures. A first, branch-free pass (vectorized by
+// the compiler) measures every center and keeps the smallest distance of each of kNearGroups
+// interleaved groups (group g: centers g, g + kNearGroups, ...). Three centers lie within the
+// third smallest group minimum, so no group whose minimum is larger holds one of the three
+// nearest; the others (about three) are visited in index order, with the GPU's visit, on the
+// distances of the first pass. Leaving out centers that are not among the three nearest does
+// not change which three are, so results equal the plain loop.
+constexpr int64_t kNearGroups = 64;
+
 template <typename T>
 void three_nn(int batch, int points, int centers, const T *point_coords, const T *center_coords,
               int32_t *index, T *weight) {
-  parallel_each(static_cast<int64_t>(batch) * points, 256, [&](int64_t i) {
-    const int64_t b = i / points, n = i % points;
-    const T *p = point_coords + b * 3 * points + n;
-    const T *x = center_coords + b * 3 * centers, *y = x + centers, *z = y + centers;
-    element::Nearest3<T> nearest = element::three_nn_start<T>();
-    for (int64_t begin = 0; begin < centers; begin += kScanBlock) {
-      const int64_t end = std::min<int64_t>(begin + kScanBlock, centers);
-      if (!any_closer(p[0], p[points], p[2 * points], x, y, z, begin, end, nearest.d2)) continue;
-      for (int64_t k = begin; k < end; ++k) {
-        element::three_nn_visit(nearest, element::squared_distance(p[0], p[points], p[2 * points], x[k], y[k], z[k]),
-                                static_cast<int>(k));
+  at::parallel_for(0, static_cast<int64_t>(batch) * points, 256, [&](int64_t begin, int64_t end) {
+    std::vector<T> distance(centers);
+    T group_min[kNearGroups];
+    int64_t visited[kNearGroups];
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / points, n = i % points;
+      const T *p = point_coords + b * 3 * points + n;
+      const T px = p[0], py = p[points], pz = p[2 * points];
+      const T *x = center_coords + b * 3 * centers, *y = x + centers, *z = y + centers;
+      std::fill(group_min, group_min + kNearGroups, std::numeric_limits<T>::infinity());
+      for (int64_t first = 0; first < centers; first += kNearGroups) {
+        const int64_t count = std::min<int64_t>(kNearGroups, centers - first);
+        T *d = distance.data() + first;
+        for (int64_t g = 0; g < count; ++g) {
+          d[g] = element::squared_distance(px, py, pz, x[first + g], y[first + g], z[first + g]);
+          group_min[g] = d[g] < group_min[g] ? d[g] : group_min[g];
+        }
       }
+      element::Nearest3<T> bound = element::three_nn_start<T>();
+      for (int g = 0; g < kNearGroups; ++g) element::three_nn_visit(bound, group_min[g], g);
+      int64_t groups = 0;
+      for (int64_t g = 0; g < kNearGroups; ++g) {
+        if (group_min[g] <= bound.d2) visited[groups++] = g;
+      }
+      element::Nearest3<T> nearest = element::three_nn_start<T>();
+      for (int64_t first = 0; first < centers; first += kNearGroups) {
+        for (int64_t v = 0; v < groups && first + visited[v] < centers; ++v) {
+          const int64_t k = first + visited[v];
+          element::three_nn_visit(nearest, distance[k], static_cast<int>(k));
+        }
+      }
+      element::three_nn_finish(nearest, points, index + b * 3 * points + n, weight + b * 3 * points + n);
     }
-    element::three_nn_finish(nearest, points, index + b * 3 * points + n, weight + b * 3 * points + n);
   });
 }
 

@@ -183,3 +183,23 @@ def test_nearest_searches_match_reference_across_scan_blocks(compiled, device, d
         _assert_same_op(lambda c: compiled_ops.three_nn_interpolate(compiled, queries, sources, c),
                         lambda c: reference.three_nn_interpolate(queries, sources, c), [cfeat], [0],
                         tol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("centers", [1, 2, 3, 63, 64, 65, 200])
+def test_three_nn_matches_reference_with_skipped_groups(compiled, device, dtype, centers):
+    """The CPU visits only the interleaved groups of centers that can hold one of the three
+    nearest (kernels/csrc/point_voxel_cpu.cpp): fewer than three centers, sizes around one row of
+    groups, centers repeated across groups (ties), coincident points, all centers at one place."""
+    g = torch.Generator().manual_seed(centers)
+    queries = (torch.rand(2, 3, 97, generator=g, dtype=torch.float64) * 2 - 1).to(device, dtype)
+    sources = (torch.rand(2, 3, centers, generator=g, dtype=torch.float64) * 2 - 1).to(device, dtype)
+    if centers > 65:
+        sources[0, :, 64::64] = sources[0, :, 1:2]  # ties in one group and across groups
+        sources[0, :, 130] = sources[0, :, 2]
+        queries[0, :, :5] = sources[0, :, :5]  # queries on a center: distance 0
+    sources[1] = sources[1, :, :1]  # every center at one place: all distances equal
+    nearest, weight = compiled.three_nn(queries.contiguous(), sources.contiguous())
+    expected_nearest, expected_weight = reference.three_nn(queries, sources)
+    assert torch.equal(nearest.long(), expected_nearest)
+    torch.testing.assert_close(weight, expected_weight, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
