@@ -15,9 +15,9 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import print_table, time_call, write_results  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import print_table, time_call, write_results  # noqa: E402
 from backend.data.mesh_folder import MeshFolderShapes  # noqa: E402
 from backend.data.procedural import CATEGORIES, generate_shape  # noqa: E402
 from backend.data.sampling import sample_surface_points  # noqa: E402

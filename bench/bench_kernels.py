@@ -18,13 +18,13 @@ import contextlib
 import os
 import sys
 
-import numpy as np
-import torch
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.common import print_table, time_call, write_results  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from kernels import ops  # noqa: E402
 
 POINTS, CHANNELS, RESOLUTION, CENTERS, RADIUS, NEIGHBOURS = 2048, 64, 32, 1024, 0.1, 32

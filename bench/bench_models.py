@@ -13,9 +13,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import print_table, time_call, write_results  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import print_table, time_call, write_results  # noqa: E402
 from backend import diffusion  # noqa: E402
 from backend.config import get_config  # noqa: E402
 from backend.models import LionModel  # noqa: E402

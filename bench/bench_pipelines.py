@@ -13,10 +13,10 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from bench.common import print_table, time_call, write_results  # noqa: E402
 import torch  # noqa: E402
 import trimesh  # noqa: E402
 
-from bench.common import print_table, time_call, write_results  # noqa: E402
 
 
 class _Quiet:

@@ -11,13 +11,12 @@ import importlib.util
 import os
 import sys
 
-import numpy as np
-import torch
-import trimesh
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import print_table, time_call, write_results  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import trimesh  # noqa: E402
 from backend.sap.frame import UnitCubeFrame  # noqa: E402
 from backend.sap.mesh import indicator_to_mesh  # noqa: E402
 from backend.sap.network import PointsToOrientedPoints, parameter_count  # noqa: E402

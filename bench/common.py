@@ -1,7 +1,9 @@
 """Small helpers shared by the benchmark scripts: timing, a printed table, a JSON record.
 
 Every benchmark script `bench/bench_<name>.py` runs from the repository root with the backend
-environment's python, prints a table and writes `bench/results/<name>.json`.
+environment's python, prints a table and writes `bench/results/<name>.json`. Scripts import
+this module before torch, so that they measure under the backend's process settings (its
+package sets them; see backend/__init__.py).
 """
 import datetime
 import json
@@ -9,6 +11,8 @@ import os
 import platform
 import statistics
 import time
+
+import backend  # noqa: F401  (the backend's process settings, before torch loads)
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
