@@ -40,3 +40,13 @@ def test_large_tensors_use_huge_pages_unless_turned_off():
     assert switch == "0"
     if "[always]" not in mode:  # where the kernel gives every mapping huge pages, torch cannot opt out
         assert int(huge_kb) == 0
+
+
+def test_blender_environment_is_left_alone():
+    """The add-on imports the backend package inside Blender for its codec: no setting leaks there."""
+    probe = ("import os, sys, types; sys.modules['bpy'] = types.ModuleType('bpy'); import backend; "
+             "print(os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset'))")
+    env = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env,
+                            check=True)
+    assert result.stdout.strip() == "unset"
