@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from backend.data.mesh_folder import MeshFolderShapes
 from backend.data.normalization import GlobalNormalization, ShapeBoxNormalization
-from backend.data.procedural import CATEGORIES, DEFAULT_RESOLUTION, sample_shape_points
+from backend.data.procedural import CATEGORIES, DEFAULT_RESOLUTION, sample_shape_points, sample_shape_surface
 from backend.data.shapenet import ShapeNetPC15kShapes
 
 NormalizationLike = Union[str, GlobalNormalization, ShapeBoxNormalization]
@@ -54,6 +54,14 @@ class ProceduralShapes:
             category, seed = self._category_and_seed(index)
             self._points[index] = sample_shape_points(category, seed, self.points_per_shape, self.resolution)
         return self._points[index]
+
+    def surface_normals(self, index: int) -> np.ndarray:
+        """float32 [points_per_shape, 3]: the outward unit normal of the mesh at each of
+        points(index). Not kept: only reconstruction training asks, once per shape."""
+        category, seed = self._category_and_seed(index)
+        surface = sample_shape_surface(category, seed, self.points_per_shape, self.resolution)
+        self._points.setdefault(index, surface.points)
+        return surface.normals
 
     def name(self, index: int) -> str:
         category, seed = self._category_and_seed(index)

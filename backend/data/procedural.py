@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 
-from backend.data.sampling import sample_surface_points
+from backend.data.sampling import SurfaceSamples, sample_surface
 
 CATEGORIES = ("chair", "table", "airplane", "mug", "bottle", "lamp", "car", "sofa")
 DEFAULT_RESOLUTION = 80
@@ -69,8 +69,14 @@ def sample_shape_points(category: str, seed: int, count: int, resolution: int = 
 
     The point draw is seeded by the same seed, so the result is deterministic.
     """
+    return sample_shape_surface(category, seed, count, resolution).points
+
+
+def sample_shape_surface(category: str, seed: int, count: int, resolution: int = DEFAULT_RESOLUTION) -> SurfaceSamples:
+    """The points of sample_shape_points with the outward unit normals of their triangles
+    (backend.data.sampling.SurfaceSamples)."""
     shape = generate_shape(category, seed, resolution)
-    return sample_surface_points(shape.vertices, shape.faces, count, seed=seed)
+    return sample_surface(shape.vertices, shape.faces, count, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------

@@ -70,12 +70,33 @@ def make_training_batch(surface_points, surface_normals, input_count, noise, gen
         raise ValueError(f"input_count must be in [1, {count}], got {input_count}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
-    device = surface_points.device
-    choice = torch.rand(batch, count, generator=generator).argsort(dim=1)[:, :input_count].to(device)
+    choice = torch.rand(batch, count, generator=generator).argsort(dim=1)[:, :input_count].to(surface_points.device)
     chosen = torch.gather(surface_points, 1, choice.unsqueeze(-1).expand(-1, -1, 3))
-    side = (surface_points.amax(dim=1) - surface_points.amin(dim=1)).amax(dim=-1).view(batch, 1, 1)
-    jitter = torch.randn(chosen.shape, generator=generator).to(device) * (noise * side)
-    return TrainingBatch(chosen + jitter, surface_points, surface_normals)
+    return TrainingBatch(_jitter(chosen, surface_points, noise, generator), surface_points, surface_normals)
+
+
+def make_reconstructed_training_batch(autoencoder, surface_points, surface_normals, input_count, noise,
+                                      generator=None):
+    """Network inputs as LION makes them: `input_count` clean surface points per shape, encoded
+    by `autoencoder` (a LION VAE: a posterior sample of both latents) and decoded, then
+    Gaussian noise as in make_training_batch. Generated shapes come out of the same decoder, so
+    the network learns its clumps, gaps and thin-part scatter, which plain noise lacks.
+
+    autoencoder: the VAE, on surface_points' device, in the frame of surface_points (the
+    dataset normalized as its model's was). Other arguments as make_training_batch.
+    Returns a TrainingBatch with noisy_points [B, input_count, 3] (no gradient to the VAE).
+    """
+    clean = make_training_batch(surface_points, surface_normals, input_count, 0.0, generator).noisy_points
+    with torch.no_grad():
+        encoding = autoencoder.encode(clean, sample=True, generator=generator)
+        decoded = autoencoder.decode(encoding.shape_latent, encoding.latent_points)
+    return TrainingBatch(_jitter(decoded, surface_points, noise, generator), surface_points, surface_normals)
+
+
+def _jitter(points, surface_points, noise, generator):
+    """points [B, N, 3] plus Gaussian noise of `noise` times each shape's largest side."""
+    side = (surface_points.amax(dim=1) - surface_points.amin(dim=1)).amax(dim=-1).view(-1, 1, 1)
+    return points + torch.randn(points.shape, generator=generator).to(points.device) * (noise * side)
 
 
 def to_unit_cube(batch):

@@ -1,13 +1,16 @@
 """Train the Shape As Points network that turns generated point clouds into oriented points.
 
     python -m backend.train sap --data procedural --out runs/sap --steps 20000
+    python -m backend.train sap --model models/default.safetensors --data procedural --out runs/sap
 
 Each step takes clean oriented surface samples of a batch of training shapes (M points with
-outward normals, estimated once per shape from its stored points), draws N noisy inputs from
-them (Gaussian noise of --noise times each shape's largest side), and minimizes the indicator
-loss of backend.sap.training: the Poisson indicator of the network's oriented points against
-the indicator of the clean surface. Training on noisy inputs is what lets the network clean up
-LION's generated point clouds before meshing. The output, RUN/sap.safetensors, is what
+outward normals: the mesh's own for procedural shapes, else estimated once per shape from its
+stored points), draws N inputs from them and minimizes the indicator loss of
+backend.sap.training: the Poisson indicator of the network's oriented points against the
+indicator of the clean surface. The inputs are noisy surface points (Gaussian noise of --noise
+times each shape's largest side) or, with --model, that LION model's reconstructions of them
+plus that noise: what its decoder makes is what the network must mesh. Training on such
+inputs is what lets the network clean up LION's generated point clouds before meshing. The output, RUN/sap.safetensors, is what
 `python -m backend reconstruct --network` and the server's reconstruct op load.
 """
 import json
@@ -19,7 +22,8 @@ import torch
 from backend.sap.network import NetworkConfig, PointsToOrientedPoints, save_network
 from backend.sap.normals import estimate_oriented_normals
 from backend.sap.poisson import DEFAULT_RESOLUTION, DEFAULT_SIGMA, check_resolution
-from backend.sap.training import indicator_loss, make_training_batch, to_unit_cube
+from backend.sap.training import (indicator_loss, make_reconstructed_training_batch, make_training_batch,
+                                  to_unit_cube)
 from backend.train import runtime
 
 NETWORK_FILE = "sap.safetensors"
@@ -53,8 +57,20 @@ class OrientedSurfaces:
         if index not in self._oriented:
             center, scale = self.dataset.shape_statistics(index)
             points = (self.dataset.shapes.points(index).astype(np.float64) - center) / scale
-            self._oriented[index] = np.concatenate([points, estimate_oriented_normals(points)], axis=1)
+            self._oriented[index] = np.concatenate([points, self._normals(index, points, scale)], axis=1)
         return self._oriented[index]
+
+    def _normals(self, index, points, scale):
+        """Unit normals [P, 3] of the normalized points: the mesh's own where the shapes come from
+        meshes that know them (procedural), else estimated from the points. Estimates flip on
+        thin parts (more than half of one table's points, a fifth of a lamp's), which taught the
+        network to drop legs."""
+        surface_normals = getattr(self.dataset.shapes, "surface_normals", None)
+        if surface_normals is None:
+            return estimate_oriented_normals(points)
+        # p' = (p - c) / s maps a plane's normal n to n·s (s per axis or one number), renormalized.
+        normals = surface_normals(index).astype(np.float64) * np.asarray(scale, np.float64).reshape(1, -1)
+        return normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
     def __getitem__(self, index):
         oriented = self.oriented_points(index)
@@ -67,6 +83,8 @@ def parse_arguments(argv):
     parser = runtime.stage_parser("sap", __doc__, grad_clip=0.0)
     parser.add_argument("--network-config", help="JSON file of backend.sap.network.NetworkConfig fields "
                                                  "(default: the built-in sizes)")
+    parser.add_argument("--model", help="a LION model (.safetensors): train on its VAE's reconstructions of the "
+                                        "data (normalized as that model's was) instead of noisy surface points")
     parser.add_argument("--input-points", type=int, default=DEFAULT_INPUT_POINTS,
                         help="noisy points per shape the network sees")
     parser.add_argument("--surface-points", type=int, default=DEFAULT_SURFACE_POINTS,
@@ -107,8 +125,20 @@ def main(argv=None):
     args = parse_arguments(argv)
     dist = runtime.start_run(args)
 
-    dataset = runtime.build_dataset(args, args.input_points)
+    if args.model:
+        lion, _, dataset = runtime.load_trained_model(args.model, args, dist)
+        autoencoder = lion.vae.eval().requires_grad_(False)
+    else:
+        dataset, autoencoder = runtime.build_dataset(args, args.input_points), None
     surfaces = OrientedSurfaces(dataset, args.surface_points, args.seed)
+
+    def make_batch(oriented, generator):
+        points, normals = oriented[..., :3].to(dist.device), oriented[..., 3:].to(dist.device)
+        if autoencoder is None:
+            return make_training_batch(points, normals, args.input_points, args.noise, generator)
+        return make_reconstructed_training_batch(autoencoder, points, normals, args.input_points, args.noise,
+                                                 generator)
+
     torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
     network = PointsToOrientedPoints(load_network_config(args.network_config)).to(dist.device)
     trainer = dist.wrap(network)
@@ -119,28 +149,25 @@ def main(argv=None):
     def train_step(step):
         oriented = batches.batch(step)
         generator = runtime.step_generator(args.seed, dist.rank, step, "cpu")
-        batch = make_training_batch(oriented[..., :3], oriented[..., 3:], args.input_points, args.noise, generator)
-        loss = indicator_loss(trainer, batch.to(dist.device), args.resolution, args.sigma)
+        loss = indicator_loss(trainer, make_batch(oriented, generator), args.resolution, args.sigma)
         runtime.check_finite(loss, step)
         return runtime.optimize(optimizer, loss, network.parameters(), args.grad_clip, {"loss": loss.item()})
 
     def save(step):
         atomic_save_network(args.out, network)
-        render_oriented_points(network, preview, args, step)
+        render_oriented_points(network, make_batch(preview, torch.Generator().manual_seed(args.seed)), args, step)
 
     network.train()
     return runtime.run_training(args, dist, {"network": network, "optimizer": optimizer}, network, train_step, save)
 
 
 @torch.no_grad()
-def render_oriented_points(network, oriented, args, step):
-    """Noisy inputs (top row) and the network's oriented points for them (bottom row), each in
-    its shape's unit cube. oriented: float32 [S, M, 6] clean samples of the preview shapes."""
-    generator = torch.Generator().manual_seed(args.seed)
-    batch = make_training_batch(oriented[..., :3], oriented[..., 3:], args.input_points, args.noise, generator)
+def render_oriented_points(network, batch, args, step):
+    """The inputs (top row) and the network's oriented points for them (bottom row), each in
+    its shape's unit cube. batch: the preview shapes' TrainingBatch, on the network's device."""
     noisy = to_unit_cube(batch)[0]
     network.eval()
-    oriented_points, _ = network(noisy.to(next(network.parameters()).device))
+    oriented_points, _ = network(noisy)
     network.train()
     return runtime.save_render(args.out, "sap", step, (*noisy, *oriented_points), columns=len(noisy))
 

@@ -226,3 +226,13 @@ def test_dataset_arguments_are_validated(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         ProceduralDataset(**arguments)
+
+
+def test_procedural_shapes_give_normals_for_their_own_points():
+    from backend.data.datasets import ProceduralShapes
+    from backend.data.procedural import sample_shape_surface
+
+    shapes = ProceduralShapes(["chair", "table"], 2, points_per_shape=1500)
+    normals = shapes.surface_normals(3)  # table, seed 1
+    np.testing.assert_array_equal(normals, sample_shape_surface("table", 1, 1500).normals)
+    np.testing.assert_array_equal(shapes.points(3), sample_shape_surface("table", 1, 1500).points)

@@ -178,3 +178,48 @@ def test_surface_normals_can_be_estimated_for_clean_points():
     assert estimated.dtype == torch.float32 and estimated.shape == surface_points.shape
     agreement = (estimated * surface_normals).sum(dim=-1)
     assert (agreement > 0.5).float().mean() > 0.95
+
+
+def test_oriented_surfaces_carry_the_meshs_normals_into_the_normalized_frame():
+    # A per-axis scale tilts normals: they must still point out of the (normalized) mesh.
+    from backend.data.datasets import ProceduralDataset
+    from backend.data.normalization import GlobalNormalization
+    from backend.data.procedural import generate_shape, sample_shape_surface
+    from backend.train.sap import OrientedSurfaces
+
+    normalization = GlobalNormalization(mean=[0.1, -0.2, 0.3], std=[0.5, 2.0, 1.0])
+    dataset = ProceduralDataset(["table"], 2, points_per_pool=3000, normalization=normalization)
+    oriented = OrientedSurfaces(dataset, 1000, seed=0).oriented_points(1)  # every point of table 1
+    points, normals = oriented[:, :3], oriented[:, 3:]
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-9)
+    # The twin: the normals of the normalized mesh's own faces (trimesh, from the moved vertices).
+    shape = generate_shape("table", 1)
+    surface = sample_shape_surface("table", 1, 3000)
+    np.testing.assert_allclose(points * normalization.std + normalization.mean, surface.points, atol=1e-6)
+    mesh = trimesh.Trimesh((shape.vertices - normalization.mean) / normalization.std, shape.faces, process=False)
+    np.testing.assert_allclose(normals, mesh.face_normals[surface.face_index], atol=1e-5)
+
+
+def test_reconstructed_batches_are_the_vae_decoding_of_a_clean_subset_plus_noise():
+    from backend.config import get_config
+    from backend.models import LionModel
+    from backend.sap.training import make_reconstructed_training_batch
+
+    torch.manual_seed(0)
+    vae = LionModel(get_config("tiny")).vae.eval()
+    surface_points, surface_normals = _surfaces(1000)
+    batch = make_reconstructed_training_batch(vae, surface_points, surface_normals, 300, 0.0,
+                                              torch.Generator().manual_seed(3))
+    assert batch.noisy_points.shape == (2, 300, 3) and not batch.noisy_points.requires_grad
+    # The hand-written twin: the same draws, in the same order, from the same generator.
+    generator = torch.Generator().manual_seed(3)
+    clean = make_training_batch(surface_points, surface_normals, 300, 0.0, generator).noisy_points
+    with torch.no_grad():
+        encoding = vae.encode(clean, sample=True, generator=generator)
+        decoded = vae.decode(encoding.shape_latent, encoding.latent_points)
+    torch.testing.assert_close(batch.noisy_points, decoded)
+    assert batch.surface_points is surface_points and batch.surface_normals is surface_normals
+    noisy = make_reconstructed_training_batch(vae, surface_points, surface_normals, 300, 0.01,
+                                              torch.Generator().manual_seed(3))
+    noise_std = (noisy.noisy_points - decoded).std(dim=(1, 2))
+    torch.testing.assert_close(noise_std, torch.tensor([0.02, 0.01]), rtol=0.15, atol=0)

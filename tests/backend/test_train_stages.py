@@ -163,3 +163,12 @@ def test_low_noise_share_of_the_h0_priors_steps():
     band = training_steps(20000, 1000, 0.3, 700, torch.Generator().manual_seed(0), low_min=400)
     assert int(band.min()) >= 1 and int(band.max()) <= 1000
     assert abs(((band >= 400) & (band <= 700)).float().mean().item() - (0.3 + 0.7 * 0.301)) < 0.02
+
+
+def test_sap_stage_on_a_models_reconstructions_resumes_exactly(tmp_path, tiny_model):
+    network_config = tmp_path / "network.json"
+    network_config.write_text(json.dumps(SMALL_SAP_NETWORK))
+    whole = check_interrupted_then_resumed_equals_uninterrupted(
+        "sap", tmp_path, *SAP_OPTIONS, "--network-config", str(network_config), "--model", str(tiny_model))
+    losses = [entry["loss"] for entry in logged_steps(whole) if "loss" in entry]
+    assert len(losses) == 4 and np.isfinite(losses).all()
