@@ -76,20 +76,38 @@ def make_training_batch(surface_points, surface_normals, input_count, noise, gen
 
 
 def make_reconstructed_training_batch(autoencoder, surface_points, surface_normals, input_count, noise,
-                                      generator=None):
+                                      generator=None, template=None, template_share=0.0):
     """Network inputs as LION makes them: `input_count` clean surface points per shape, encoded
     by `autoencoder` (a LION VAE: a posterior sample of both latents) and decoded, then
     Gaussian noise as in make_training_batch. Generated shapes come out of the same decoder, so
     the network learns its clumps, gaps and thin-part scatter, which plain noise lacks.
 
-    autoencoder: the VAE, on surface_points' device, in the frame of surface_points (the
-    dataset normalized as its model's was). Other arguments as make_training_batch.
-    Returns a TrainingBatch with noisy_points [B, input_count, 3] (no gradient to the VAE).
+    template: the model's point template (LatentPointTemplate) or None. A random `template_share`
+    of the shapes (0..1) take their latent points from it, given the posterior mean of the
+    shape latent, as fresh samples do: those clouds are diffuse where the surface is thin (a
+    seat spreads into a slab), which reconstructions never are, and the network met with only
+    reconstructions kept the legs of generated chairs and lost the seat and back.
+    autoencoder, template: on surface_points' device, in the frame of surface_points (the
+    dataset normalized as their model's was). Other arguments as make_training_batch.
+    Returns a TrainingBatch with noisy_points [B, input_count, 3] (no gradient to the model).
     """
+    if not 0.0 <= template_share <= 1.0 or (template_share and template is None):
+        raise ValueError(f"template_share must be in [0, 1] and needs a template, got {template_share}")
     clean = make_training_batch(surface_points, surface_normals, input_count, 0.0, generator).noisy_points
     with torch.no_grad():
         encoding = autoencoder.encode(clean, sample=True, generator=generator)
-        decoded = autoencoder.decode(encoding.shape_latent, encoding.latent_points)
+        latent_points = encoding.latent_points
+        if template_share:
+            from_template = torch.rand(len(clean), generator=generator).to(clean.device) < template_share
+            templated = template(encoding.shape_latent_mean)
+            if templated.shape[1] != input_count:
+                raise ValueError(f"the point template makes {templated.shape[1]} latent points: input_count must "
+                                 f"match it, got {input_count}")
+            latent_points = torch.where(from_template.view(-1, 1, 1), templated, latent_points)
+            shape_latent = torch.where(from_template.view(-1, 1), encoding.shape_latent_mean, encoding.shape_latent)
+        else:
+            shape_latent = encoding.shape_latent
+        decoded = autoencoder.decode(shape_latent, latent_points)
     return TrainingBatch(_jitter(decoded, surface_points, noise, generator), surface_points, surface_normals)
 
 

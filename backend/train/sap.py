@@ -9,9 +9,10 @@ stored points), draws N inputs from them and minimizes the indicator loss of
 backend.sap.training: the Poisson indicator of the network's oriented points against the
 indicator of the clean surface. The inputs are noisy surface points (Gaussian noise of --noise
 times each shape's largest side) or, with --model, that LION model's reconstructions of them
-plus that noise: what its decoder makes is what the network must mesh. Training on such
-inputs is what lets the network clean up LION's generated point clouds before meshing. The output, RUN/sap.safetensors, is what
-`python -m backend reconstruct --network` and the server's reconstruct op load.
+plus that noise: what its decoder makes is what the network must mesh. --template-share takes a
+share of them through the model's point template, which makes the fresh samples. The output,
+RUN/sap.safetensors, is what `python -m backend reconstruct --network` and the server's
+reconstruct op load.
 """
 import json
 import os
@@ -85,6 +86,9 @@ def parse_arguments(argv):
                                                  "(default: the built-in sizes)")
     parser.add_argument("--model", help="a LION model (.safetensors): train on its VAE's reconstructions of the "
                                         "data (normalized as that model's was) instead of noisy surface points")
+    parser.add_argument("--template-share", type=float, default=0.0,
+                        help="with --model: the share of shapes (0..1) whose latent points come from the model's "
+                             "point template, as fresh samples' do, instead of from the VAE's encoder")
     parser.add_argument("--input-points", type=int, default=DEFAULT_INPUT_POINTS,
                         help="noisy points per shape the network sees")
     parser.add_argument("--surface-points", type=int, default=DEFAULT_SURFACE_POINTS,
@@ -100,6 +104,8 @@ def parse_arguments(argv):
         parser.error(f"--resolution: {error}")
     if not 1 <= args.input_points <= args.surface_points:
         parser.error("--input-points must be between 1 and --surface-points")
+    if not 0.0 <= args.template_share <= 1.0 or (args.template_share and not args.model):
+        parser.error("--template-share must be in [0, 1] and needs --model")
     if args.noise < 0 or not args.sigma > 0:
         parser.error("--noise must be >= 0 and --sigma > 0")
     return args
@@ -128,8 +134,12 @@ def main(argv=None):
     if args.model:
         lion, _, dataset = runtime.load_trained_model(args.model, args, dist)
         autoencoder = lion.vae.eval().requires_grad_(False)
+        template = lion.point_template
+        if args.template_share and template is None:
+            raise SystemExit(f"--template-share: {args.model} has no point template")
+        template = template.eval().requires_grad_(False) if template is not None else None
     else:
-        dataset, autoencoder = runtime.build_dataset(args, args.input_points), None
+        dataset, autoencoder, template = runtime.build_dataset(args, args.input_points), None, None
     surfaces = OrientedSurfaces(dataset, args.surface_points, args.seed)
 
     def make_batch(oriented, generator):
@@ -137,7 +147,7 @@ def main(argv=None):
         if autoencoder is None:
             return make_training_batch(points, normals, args.input_points, args.noise, generator)
         return make_reconstructed_training_batch(autoencoder, points, normals, args.input_points, args.noise,
-                                                 generator)
+                                                 generator, template, args.template_share)
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank and every run
     network = PointsToOrientedPoints(load_network_config(args.network_config)).to(dist.device)

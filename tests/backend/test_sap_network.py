@@ -223,3 +223,50 @@ def test_reconstructed_batches_are_the_vae_decoding_of_a_clean_subset_plus_noise
                                               torch.Generator().manual_seed(3))
     noise_std = (noisy.noisy_points - decoded).std(dim=(1, 2))
     torch.testing.assert_close(noise_std, torch.tensor([0.02, 0.01]), rtol=0.15, atol=0)
+
+
+def test_reconstructed_batches_take_a_share_of_shapes_through_the_point_template():
+    import dataclasses
+
+    from backend.config import PointTemplateConfig, get_config
+    from backend.models import LionModel
+    from backend.sap.training import make_reconstructed_training_batch
+
+    torch.manual_seed(0)
+    model = LionModel(dataclasses.replace(get_config("tiny"), point_template=PointTemplateConfig(
+        hidden_channels=[32]))).eval()
+    count = model.config.vae.num_points  # the template makes one latent point per output point
+    surface_points, surface_normals = _surfaces(count + 100)
+
+    def batch(share, seed):
+        return make_reconstructed_training_batch(model.vae, surface_points, surface_normals, count, 0.0,
+                                                 torch.Generator().manual_seed(seed), model.point_template,
+                                                 share).noisy_points
+
+    def twins(seed):
+        """(through the template, through the encoder) for every shape, drawn as the batch draws."""
+        generator = torch.Generator().manual_seed(seed)
+        clean = make_training_batch(surface_points, surface_normals, count, 0.0, generator).noisy_points
+        with torch.no_grad():
+            encoding = model.vae.encode(clean, sample=True, generator=generator)
+            mean = encoding.shape_latent_mean
+            return (model.vae.decode(mean, model.point_template(mean)),
+                    model.vae.decode(encoding.shape_latent, encoding.latent_points))
+
+    templated, encoded = twins(4)
+    torch.testing.assert_close(batch(1.0, 4), templated)
+    torch.testing.assert_close(batch(0.0, 4), encoded)
+    # A share in between picks one kind per shape; over a few draws both kinds occur.
+    kinds = []
+    for seed in range(6):
+        points, (templated, encoded) = batch(0.5, seed), twins(seed)
+        for shape, from_template, from_encoder in zip(points, templated, encoded):
+            is_templated = torch.allclose(shape, from_template)
+            assert is_templated != torch.allclose(shape, from_encoder)
+            kinds.append(is_templated)
+    assert 0 < sum(kinds) < len(kinds)
+    with pytest.raises(ValueError, match="template_share"):
+        make_reconstructed_training_batch(model.vae, surface_points, surface_normals, count, 0.0, None, None, 0.5)
+    with pytest.raises(ValueError, match="input_count must match"):
+        make_reconstructed_training_batch(model.vae, surface_points, surface_normals, 300, 0.0, None,
+                                          model.point_template, 0.5)
