@@ -1,6 +1,8 @@
 """Points in, watertight mesh out: the function the server's `reconstruct` op and the CLI call."""
 import numpy as np
 import torch
+import trimesh
+from scipy.spatial import cKDTree
 
 from backend.sap.frame import UnitCubeFrame, validate_points
 from backend.sap.mesh import indicator_to_mesh
@@ -30,15 +32,20 @@ def reconstruct(
     sigma=DEFAULT_SIGMA,
     neighbours=DEFAULT_NEIGHBOURS,
     device=None,
+    compare_with_estimated=True,
 ):
     """Reconstruct a watertight mesh from a point cloud, in the point cloud's frame.
 
     points: array-like [N, 3] (any real dtype, any position and scale), N >= 10, finite, not all
-    identical; beyond MAX_POINTS, a random MAX_POINTS of them are used. network: a backend.sap.network.PointsToOrientedPoints (run on its own device) or
-    None for the fallback with estimated normals. resolution: Poisson grid, power of two 32..256.
-    sigma: Gaussian smoothing of the solver (> 0, SAP's units). neighbours: k of the normal
-    estimation in the fallback (>= 3; capped at N - 1). device: where the solver runs (a torch
-    device or its name); None means the network's device, or the CPU without a network.
+    identical; beyond MAX_POINTS, a random MAX_POINTS of them are used. network: a
+    backend.sap.network.PointsToOrientedPoints (run on its own device) or None for estimated
+    normals alone. With a network and `compare_with_estimated`, the estimated normals make a
+    second mesh and the one closer to the points (symmetric Chamfer, `fit_to_points`) is
+    returned: on generated clouds whose thin parts spread into slabs the network can lose a
+    chair's seat and back, which the estimated normals keep (models/default.md, "Round 11").
+    resolution: Poisson grid, power of two 32..256. sigma: Gaussian smoothing of the solver (> 0,
+    SAP's units). neighbours: k of the normal estimation (>= 3; capped at N - 1). device: where
+    the solver runs (a torch device or its name); None means the network's device, or the CPU.
     Returns a trimesh.Trimesh: float64 vertices [V, 3], int64 faces [F, 3], closed, faces
     counter-clockwise seen from outside. Raises ValueError for bad input.
     """
@@ -48,14 +55,50 @@ def reconstruct(
         raise ValueError(f"sigma must be positive, got {sigma}")
     frame = UnitCubeFrame.fit(points)
     unit_points = frame.to_unit(points)
+    sources = []
     with torch.no_grad():
-        if network is None:
-            normals = estimate_oriented_normals(unit_points, min(neighbours, len(points) - 1))
-            oriented_points, normals = (torch.from_numpy(a).float()[None] for a in (unit_points, normals))
-        else:
+        if network is not None:
             network_device = next(network.parameters()).device
-            oriented_points, normals = network(torch.from_numpy(unit_points).float().to(network_device)[None])
+            sources.append(network(torch.from_numpy(unit_points).float().to(network_device)[None]))
             device = network_device if device is None else device
+        if network is None or compare_with_estimated:
+            normals = estimate_oriented_normals(unit_points, min(neighbours, len(points) - 1))
+            sources.append(tuple(torch.from_numpy(a).float()[None] for a in (unit_points, normals)))
         device = torch.device("cpu" if device is None else device)
-        indicator = solve_indicator(oriented_points.to(device), normals.to(device), resolution, sigma)
-    return indicator_to_mesh(indicator[0].cpu().numpy(), frame)
+        meshes, errors = [], []
+        for oriented_points, normals in sources:
+            indicator = outside_negative(solve_indicator(oriented_points.to(device), normals.to(device), resolution, sigma))
+            try:
+                meshes.append(indicator_to_mesh(indicator[0].cpu().numpy(), frame))
+            except ValueError as error:  # this source's field has no inside; another may
+                errors.append(error)
+    if not meshes:
+        raise errors[0]
+    return min(meshes, key=lambda mesh: fit_to_points(mesh, points))
+
+
+def outside_negative(indicator):
+    """Indicator grids [B, r, r, r] with the sign that makes the domain's boundary outside.
+
+    The boundary lies in the empty margin around every shape, so it must read outside
+    (negative). Inward normals (an estimate oriented the wrong way as a whole) give the
+    negated field, whose mesh would be the domain's box with the shape carved out.
+    """
+    boundary = torch.cat([indicator[:, [0, -1]].flatten(1), indicator[:, :, [0, -1]].flatten(1),
+                          indicator[:, :, :, [0, -1]].flatten(1)], dim=1)
+    sign = torch.where(boundary.mean(dim=1) > 0, -1.0, 1.0).to(indicator.dtype)
+    return indicator * sign.view(-1, 1, 1, 1)
+
+
+FIT_SAMPLES = 20_000
+
+
+def fit_to_points(mesh, points):
+    """Symmetric Chamfer distance between a mesh and the points it was made from: the mean
+    distance from the points to FIT_SAMPLES surface samples and back, halved (float, the
+    points' units). A mesh that lost a part is far from that part's points; a mesh with
+    surface where no points are is far from them."""
+    surface = np.asarray(trimesh.sample.sample_surface(mesh, FIT_SAMPLES, seed=0)[0])
+    to_mesh = cKDTree(surface).query(points)[0].mean()
+    to_points = cKDTree(points).query(surface)[0].mean()
+    return float(to_mesh + to_points) / 2.0

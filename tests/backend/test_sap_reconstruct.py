@@ -13,7 +13,7 @@ from backend.sap.network import NetworkConfig, PointsToOrientedPoints
 from backend.sap.frame import UnitCubeFrame
 from backend.sap.mesh import indicator_to_mesh
 from backend.sap.poisson import solve_indicator
-from backend.sap.reconstruct import reconstruct
+from backend.sap.reconstruct import fit_to_points, outside_negative, reconstruct
 
 
 def _sample_mesh_folder():
@@ -85,13 +85,44 @@ def test_a_network_supplies_the_oriented_points():
     torch.manual_seed(0)
     network = PointsToOrientedPoints(NetworkConfig(feature_grid=16, channels=16, unet_levels=2)).eval()
     points = trimesh.sample.sample_surface(trimesh.creation.icosphere(subdivisions=3), 500, seed=0)[0]
-    mesh = reconstruct(points, network, resolution=32)
+    mesh = reconstruct(points, network, resolution=32, compare_with_estimated=False)
     frame = UnitCubeFrame.fit(points)
     with torch.no_grad():
         oriented_points, normals = network(torch.from_numpy(frame.to_unit(points)).float()[None])
-        expected = indicator_to_mesh(solve_indicator(oriented_points, normals, 32)[0].numpy(), frame)
+        expected = indicator_to_mesh(outside_negative(solve_indicator(oriented_points, normals, 32))[0].numpy(), frame)
     np.testing.assert_allclose(mesh.vertices, expected.vertices)
     assert mesh.is_watertight
+
+
+def test_the_mesh_closer_to_the_points_wins_over_an_untrained_network():
+    # An untrained network's normals nearly cancel; the estimated normals' mesh fits the points.
+    torch.manual_seed(0)
+    network = PointsToOrientedPoints(NetworkConfig(feature_grid=16, channels=16, unet_levels=2)).eval()
+    points = trimesh.sample.sample_surface(trimesh.creation.icosphere(subdivisions=3), 500, seed=0)[0]
+    picked = reconstruct(points, network, resolution=32)
+    np.testing.assert_allclose(picked.vertices, reconstruct(points, None, resolution=32).vertices)
+    alone = reconstruct(points, network, resolution=32, compare_with_estimated=False)
+    assert fit_to_points(picked, points) < fit_to_points(alone, points)
+
+
+def test_fit_to_points_is_the_symmetric_chamfer_distance():
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    points = trimesh.sample.sample_surface(sphere, 3000, seed=0)[0]
+    assert fit_to_points(sphere, points) < 0.03  # the spacing of 3000 points on a unit sphere
+    # A sphere of half the radius is 0.5 from every point (both ways), up to the facets.
+    assert fit_to_points(sphere.copy().apply_scale(0.5), points) == pytest.approx(0.5, abs=0.01)
+    # Half of the sphere: the other half's points are far from it, its own are not.
+    half = sphere.submesh([np.flatnonzero(sphere.triangles_center[:, 2] > 0)], append=True)
+    assert fit_to_points(half, points) > 4 * fit_to_points(sphere, points)
+
+
+def test_inward_normals_give_the_same_indicator_as_outward_ones():
+    points = torch.from_numpy(_sphere_points(2000)).float()[None] * 0.3 + 0.5
+    outward = (points - 0.5) / (points - 0.5).norm(dim=-1, keepdim=True)
+    expected = solve_indicator(points, outward, 32)
+    assert (expected[0, 0] < 0).all()  # the boundary is outside
+    torch.testing.assert_close(outside_negative(solve_indicator(points, -outward, 32)), expected)
+    torch.testing.assert_close(outside_negative(expected), expected)
 
 
 def _sphere_points(count=100):
