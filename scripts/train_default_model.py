@@ -80,7 +80,7 @@ VAE_COMMON = ["--batch-size", "8", "--kl-shape-scale", "0.1", "--checkpoint-ever
 # Round 7 (2026-12-04) keeps round 5's VAE and priors and adds a point template
 # (config.PointTemplateConfig): fresh samples take their latent points from it instead of from
 # the h0 prior, which misplaces parts (model card: "Point template").
-PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 0, 0, 1200  # 0: keep the start model's part
+PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 0, 0, 500  # 0: keep the start model's part
 # The template is fitted in two phases: matched to the VAE's latent points (fast), then also
 # through the frozen decoder against the shapes' points (--decoded-weight; 1 s a step here). In
 # ablations on 64 held-out shapes (model card), 300 decoded steps after the first phase took
@@ -102,10 +102,12 @@ PRIOR_STEPS, VOXEL_STEPS, SAP_STEPS = 0, 0, 1200  # 0: keep the start model's pa
 # card: "Round 10"): 1-NNA-CD 70.8% -> 69.8% over three seeds (68.0% at the recipe's), but COV-CD
 # fell on two seeds: watch coverage before lengthening this phase again.
 # Round 11 (2026-12-07) keeps round 10's generator and trains the Shape As Points network again
-# (--retrain-sap), on what this generator makes: its VAE's reconstructions of the training shapes
-# and, for half of them, its point template's clouds given their shape latents, against the
-# shapes' own meshes (model card: "Round 11"). Round 1's network, trained on noisy surface
-# points with estimated normals, lost the seat and back of generated chairs.
+# (--retrain-sap) on what this generator's decoder makes: its VAE's reconstructions of the
+# training shapes, against the shapes' own meshes, at the solver's grid of use. Round 1's
+# network had learned from noisy surface points whose estimated normals flipped on thin parts.
+# Taking half of the inputs through the point template (--template-share 0.5, 400 steps) did
+# not teach it the template's diffuse slabs; the server's estimated-normals mesh, picked when it
+# fits the points better, covers those (model card: "Round 11").
 TEMPLATE_STEPS, TEMPLATE_DECODED_STEPS = 0, 0  # 0: skip that phase; about 0.7 s a decoded step here
 TEMPLATE_COMMON = ["--target", "mean", "--match-points", "1024", "--lr-decay", "cosine", "--ema", "0.995",
                    "--encodings-per-shape", "4", "--shape-latent", "mean", "--continue-template"]
@@ -159,8 +161,8 @@ def stages(runs):
     ] if VOXEL_STEPS else []) + [
         # 1.9 s a step here at the solver's grid of use (128; round 1 trained at 64, where sigma 2
         # smooths twice as far).
-        ("sap", ["sap", "--model", generator, "--template-share", "0.5", *DATA, "--out", sap,
-                 "--steps", str(SAP_STEPS), "--batch-size", "4", "--resolution", "128", "--checkpoint-every", "200"],
+        ("sap", ["sap", "--model", generator, *DATA, "--out", sap, "--steps", str(SAP_STEPS),
+                 "--batch-size", "4", "--resolution", "128", "--checkpoint-every", "250"],
          os.path.join(sap, "sap.safetensors")),
     ]
 
