@@ -85,8 +85,9 @@ def make_reconstructed_training_batch(autoencoder, surface_points, surface_norma
     template: the model's point template (LatentPointTemplate) or None. A random `template_share`
     of the shapes (0..1) take their latent points from it, given the posterior mean of the
     shape latent, as fresh samples do: those clouds are diffuse where the surface is thin (a
-    seat spreads into a slab), which reconstructions never are, and the network met with only
-    reconstructions kept the legs of generated chairs and lost the seat and back.
+    seat spreads into a slab), which reconstructions never are. (A network met with only
+    reconstructions keeps the legs of generated chairs and loses seat and back; 400 steps at a
+    share of 0.5 did not teach it those slabs: models/default.md, "Round 11".)
     autoencoder, template: on surface_points' device, in the frame of surface_points (the
     dataset normalized as their model's was). Other arguments as make_training_batch.
     Returns a TrainingBatch with noisy_points [B, input_count, 3] (no gradient to the model).
