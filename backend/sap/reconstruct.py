@@ -74,6 +74,8 @@ def reconstruct(
                 errors.append(error)
     if not meshes:
         raise errors[0]
+    if len(meshes) == 1:  # nothing to choose between: no need to measure the fit
+        return meshes[0]
     return min(meshes, key=lambda mesh: fit_to_points(mesh, points))
 
 

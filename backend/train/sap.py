@@ -135,9 +135,10 @@ def main(argv=None):
         lion, _, dataset = runtime.load_trained_model(args.model, args, dist)
         autoencoder = lion.vae.eval().requires_grad_(False)
         template = lion.point_template
-        if args.template_share and template is None:
+        if template is not None:
+            template.eval().requires_grad_(False)
+        elif args.template_share:
             raise SystemExit(f"--template-share: {args.model} has no point template")
-        template = template.eval().requires_grad_(False) if template is not None else None
     else:
         dataset, autoencoder, template = runtime.build_dataset(args, args.input_points), None, None
     surfaces = OrientedSurfaces(dataset, args.surface_points, args.seed)

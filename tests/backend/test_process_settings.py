@@ -18,13 +18,17 @@ print(os.environ['THP_MEM_ALLOC_ENABLE'], huge[0] if huge else 'none')
 """
 
 
-def probe(env_value=None):
+def run_python(code, env_value=None):
+    """stdout of `code` in a fresh interpreter whose THP_MEM_ALLOC_ENABLE is `env_value` (None: unset)."""
     env = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
     if env_value is not None:
         env["THP_MEM_ALLOC_ENABLE"] = env_value
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=ROOT, env=env,
-                            check=True)
-    switch, huge_kb = result.stdout.split()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=True).stdout
+
+
+def probe(env_value=None):
+    switch, huge_kb = run_python(PROBE, env_value).split()
     return switch, huge_kb
 
 
@@ -44,9 +48,6 @@ def test_large_tensors_use_huge_pages_unless_turned_off():
 
 def test_blender_environment_is_left_alone():
     """The add-on imports the backend package inside Blender for its codec: no setting leaks there."""
-    probe = ("import os, sys, types; sys.modules['bpy'] = types.ModuleType('bpy'); import backend; "
-             "print(os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset'))")
-    env = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env,
-                            check=True)
-    assert result.stdout.strip() == "unset"
+    code = ("import os, sys, types; sys.modules['bpy'] = types.ModuleType('bpy'); import backend; "
+            "print(os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset'))")
+    assert run_python(code).strip() == "unset"
