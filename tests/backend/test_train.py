@@ -40,7 +40,9 @@ def interrupt_after_first_step(process, out):
     while not any("loss" in entry for entry in logged_steps(out)):
         assert process.poll() is None, finish(process)[1]
         assert time.monotonic() < deadline, "no training step was logged"
-        time.sleep(0.2)
+        # Short polls: a small stage's steps take ~30 ms, so a slower poll could let the run
+        # finish all its steps before the interrupt arrives.
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
 
 
