@@ -5,6 +5,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from backend.sap.frame import UnitCubeFrame, validate_points
+from backend.sap.level import local_level
 from backend.sap.mesh import indicator_to_mesh
 from backend.sap.normals import DEFAULT_NEIGHBOURS, estimate_oriented_normals
 from backend.sap.poisson import DEFAULT_RESOLUTION, DEFAULT_SIGMA, check_resolution, solve_indicator
@@ -33,6 +34,7 @@ def reconstruct(
     neighbours=DEFAULT_NEIGHBOURS,
     device=None,
     compare_with_estimated=True,
+    follow_points=True,
 ):
     """Reconstruct a watertight mesh from a point cloud, in the point cloud's frame.
 
@@ -43,6 +45,8 @@ def reconstruct(
     second mesh and the one closer to the points (symmetric Chamfer, `fit_to_points`) is
     returned: on generated clouds whose thin parts spread into slabs the network can lose a
     chair's seat and back, which the estimated normals keep (models/default.md, "Round 11").
+    follow_points: cut each indicator at a level that follows its values at the nearby points
+    (backend.sap.level), which keeps thin parts such as chair legs whole, rather than at 0.
     resolution: Poisson grid, power of two 32..256. sigma: Gaussian smoothing of the solver (> 0,
     SAP's units). neighbours: k of the normal estimation (>= 3; capped at N - 1). device: where
     the solver runs (a torch device or its name); None means the network's device, or the CPU.
@@ -56,10 +60,11 @@ def reconstruct(
     frame = UnitCubeFrame.fit(points)
     unit_points = frame.to_unit(points)
     sources = []
+    input_points = torch.from_numpy(unit_points).float()[None]
     with torch.no_grad():
         if network is not None:
             network_device = next(network.parameters()).device
-            sources.append(network(torch.from_numpy(unit_points).float().to(network_device)[None]))
+            sources.append(network(input_points.to(network_device)))
             device = network_device if device is None else device
         if network is None or compare_with_estimated:
             normals = estimate_oriented_normals(unit_points, min(neighbours, len(points) - 1))
@@ -68,8 +73,11 @@ def reconstruct(
         meshes, errors = [], []
         for oriented_points, normals in sources:
             indicator = outside_negative(solve_indicator(oriented_points.to(device), normals.to(device), resolution, sigma))
+            grid = indicator[0].cpu().numpy()
+            if follow_points:
+                grid = grid - local_level(indicator, input_points.to(device))
             try:
-                meshes.append(indicator_to_mesh(indicator[0].cpu().numpy(), frame))
+                meshes.append(indicator_to_mesh(grid, frame))
             except ValueError as error:  # this source's field has no inside; another may
                 errors.append(error)
     if not meshes:
