@@ -226,7 +226,7 @@ def _discrete_gaussian(spread, size):
 
 def test_local_level_matches_a_point_by_point_twin():
     rng = np.random.default_rng(3)
-    size, spread, lowest = 16, 1.5, -0.3
+    size, spread, lowest, softness = 16, 1.5, -0.3, 0.1
     points = rng.uniform(0.2, 0.8, size=(25, 3))
     points[0] = [0.25, 0.5, 0.75]  # on grid nodes
     indicator = rng.uniform(-0.5, 0.5, size=(size, size, size))
@@ -242,14 +242,26 @@ def test_local_level_matches_a_point_by_point_twin():
     def blurred_splat(node):  # the Gaussian-blurred trilinear splat of one node onto the grid
         return np.einsum("i,j,k->ijk", kernel[node[0]], kernel[node[1]], kernel[node[2]])
 
-    value_sum, weight = np.zeros((size,) * 3), np.zeros((size,) * 3)
+    exp_sum, weight = np.zeros((size,) * 3), np.zeros((size,) * 3)
     for point in points:
         value = max(sum(w * indicator[node] for node, w in corners(point)), lowest)
         for node, w in corners(point):
-            value_sum += w * value * blurred_splat(node)
+            exp_sum += w * np.exp(-value / softness) * blurred_splat(node)
             weight += w * blurred_splat(node)
-    typical = np.mean([sum(w * weight[node] for node, w in corners(point)) for point in points])
-    expected = value_sum / (weight + 0.05 * typical)
-    level = local_level(torch.from_numpy(indicator)[None], torch.from_numpy(points)[None], spread, lowest)
+    fade = 0.05 * np.mean([sum(w * weight[node] for node, w in corners(point)) for point in points])
+    expected = -softness * np.log((exp_sum + fade) / (weight + fade))
+    level = local_level(torch.from_numpy(indicator)[None], torch.from_numpy(points)[None], spread, lowest, softness)
     np.testing.assert_allclose(level, expected, rtol=1e-5, atol=1e-6)
     assert level.dtype == np.float32 and level.shape == (size,) * 3
+
+
+def test_local_level_is_a_soft_minimum_of_the_values_nearby():
+    points = torch.tensor([[[0.5, 0.5, 0.45], [0.5, 0.5, 0.55]]], dtype=torch.float64)
+    indicator = torch.zeros(1, 32, 32, 32, dtype=torch.float64)
+    indicator[..., :16] = 0.2  # the first point reads 0.2, the second -0.2
+    indicator[..., 16:] = -0.2
+    level = local_level(indicator, points, spread=2.0, softness=0.1)
+    assert level[16, 16, 16] < -0.1  # midway: near the lower value, not at their mean of 0
+    assert abs(level[0, 0, 0]) < 1e-3  # far from every point: the level of 0
+    with pytest.raises(ValueError, match="positive"):
+        local_level(indicator, points, softness=0.0)
