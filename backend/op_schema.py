@@ -126,7 +126,8 @@ COMMON = _fields(
 RECONSTRUCTION = _fields(
     Field("resolution", "int", 128, 32, 256, doc="the Poisson grid of the reconstruction"),
     Field("normals", "choice", "auto", choices=("auto", "network", "estimated"),
-          doc="auto: the model's Shape As Points network where it ships one, else estimated normals"),
+          doc="auto: the model's Shape As Points network where it ships one, or estimated normals, whichever "
+              "mesh fits the points better; network: the network's alone"),
 )
 COUNT = Field("count", "int", 4, 1, 64, doc="how many shapes")
 # Variations and voxel guides start from a diffusion step: `tau` itself, or the artist's

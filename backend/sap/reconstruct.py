@@ -51,7 +51,8 @@ def reconstruct(
     SAP's units). neighbours: k of the normal estimation (>= 3; capped at N - 1). device: where
     the solver runs (a torch device or its name); None means the network's device, or the CPU.
     Returns a trimesh.Trimesh: float64 vertices [V, 3], int64 faces [F, 3], closed, faces
-    counter-clockwise seen from outside. Raises ValueError for bad input.
+    counter-clockwise seen from outside; its metadata["normals"] says which oriented points made
+    it, "network" or "estimated". Raises ValueError for bad input.
     """
     points = subsample(validate_points(points))
     check_resolution(resolution)
@@ -59,25 +60,26 @@ def reconstruct(
         raise ValueError(f"sigma must be positive, got {sigma}")
     frame = UnitCubeFrame.fit(points)
     unit_points = frame.to_unit(points)
-    sources = []
+    sources = {}
     input_points = torch.from_numpy(unit_points).float()[None]
     with torch.no_grad():
         if network is not None:
             network_device = next(network.parameters()).device
-            sources.append(network(input_points.to(network_device)))
+            sources["network"] = network(input_points.to(network_device))
             device = network_device if device is None else device
         if network is None or compare_with_estimated:
             normals = estimate_oriented_normals(unit_points, min(neighbours, len(points) - 1))
-            sources.append(tuple(torch.from_numpy(a).float()[None] for a in (unit_points, normals)))
+            sources["estimated"] = tuple(torch.from_numpy(a).float()[None] for a in (unit_points, normals))
         device = torch.device("cpu" if device is None else device)
         meshes, errors = [], []
-        for oriented_points, normals in sources:
+        for name, (oriented_points, normals) in sources.items():
             indicator = outside_negative(solve_indicator(oriented_points.to(device), normals.to(device), resolution, sigma))
             grid = indicator[0].cpu().numpy()
             if follow_points:
                 grid = grid - local_level(indicator, input_points.to(device))
             try:
                 meshes.append(indicator_to_mesh(grid, frame))
+                meshes[-1].metadata["normals"] = name
             except ValueError as error:  # this source's field has no inside; another may
                 errors.append(error)
     if not meshes:

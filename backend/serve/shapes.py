@@ -43,29 +43,28 @@ def results(session, request, points_world, context):
     header = {"output": request["output"]}
     if request["output"] == "mesh":
         network = sap_network(session, request)  # found once: finding it scans the model folders
-        header["normals"] = normals_source(network)
+        header["normals"] = []
         for index, points in enumerate(points_world):
             context.progress(index, len(points_world), "reconstructing meshes")
-            arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = reconstruct_points(
-                session, points, request, network)
+            vertices, faces, normals = reconstruct_points(session, points, request, network)
+            arrays[f"mesh_vertices_{index}"], arrays[f"mesh_faces_{index}"] = vertices, faces
+            header["normals"].append(normals)
     return header, arrays
 
 
 def reconstruct_points(session, points, request, network):
-    """(vertices float64 [V, 3] in the points' frame, faces int32 [F, 3]), oriented by `network`
-    (None: estimated normals)."""
+    """(vertices float64 [V, 3] in the points' frame, faces int32 [F, 3], "network" or
+    "estimated": the normals that made the mesh). With `network` (None: estimated normals) and
+    field normals "auto", the estimated normals make a second mesh and the closer one wins;
+    normals "network" asks for the network's alone."""
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
     try:
-        mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=session.device)
+        mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=session.device,
+                                compare_with_estimated=request["normals"] == "auto")
     except ValueError as exc:  # the points cannot be reconstructed (too few, NaN, ...)
         raise RequestError(str(exc)) from None
-    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32)
-
-
-def normals_source(network):
-    """What the reply's "normals" says oriented the points."""
-    return "estimated" if network is None else "network"
+    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), mesh.metadata["normals"]
 
 
 def sap_network(session, request):

@@ -268,8 +268,15 @@ def test_reconstruct_returns_a_closed_mesh_in_the_points_frame(server):
 
 def test_reconstruct_uses_the_network_shipped_beside_the_model(server):
     points = np.random.default_rng(1).standard_normal((500, 3)).astype(np.float32)
-    _, header, out = ok(server, {"id": 30, "op": "reconstruct", "resolution": 32}, {"points": points})
+    _, header, out = ok(server, {"id": 30, "op": "reconstruct", "resolution": 32, "normals": "network"},
+                        {"points": points})
     assert header["normals"] == "network" and len(out["faces"]) == header["face_count"]
+    # auto: the network's mesh or the estimated normals', whichever fits the points better
+    _, header, auto = ok(server, {"id": 33, "op": "reconstruct", "resolution": 32}, {"points": points})
+    if header["normals"] == "network":
+        np.testing.assert_array_equal(auto["vertices"], out["vertices"])
+    else:
+        assert header["normals"] == "estimated"
     _, header, _ = ok(server, {"id": 31, "op": "reconstruct", "resolution": 32, "normals": "estimated"},
                       {"points": points})
     assert header["normals"] == "estimated"
@@ -279,8 +286,9 @@ def test_reconstruct_uses_the_network_shipped_beside_the_model(server):
 
 def test_output_mesh_reconstructs_every_result(server):
     vertices, faces = box_mesh()
-    _, _, out = ok(server, {"id": 14, "op": "variations", "count": 2, "tau": 50, "steps": 2, "output": "mesh",
-                            "resolution": 32}, {"vertices": vertices, "faces": faces})
+    _, header, out = ok(server, {"id": 14, "op": "variations", "count": 2, "tau": 50, "steps": 2, "output": "mesh",
+                                 "resolution": 32}, {"vertices": vertices, "faces": faces})
+    assert len(header["normals"]) == 2 and set(header["normals"]) <= {"network", "estimated"}
     for k in range(2):
         assert out[f"mesh_vertices_{k}"].shape[1] == 3 and out[f"mesh_faces_{k}"].shape[1] == 3
 

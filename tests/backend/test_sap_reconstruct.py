@@ -106,6 +106,7 @@ def test_the_mesh_closer_to_the_points_wins_over_an_untrained_network():
     np.testing.assert_allclose(picked.vertices, reconstruct(points, None, resolution=32).vertices)
     alone = reconstruct(points, network, resolution=32, compare_with_estimated=False)
     assert fit_to_points(picked, points) < fit_to_points(alone, points)
+    assert (picked.metadata["normals"], alone.metadata["normals"]) == ("estimated", "network")
 
 
 def test_fit_to_points_is_the_symmetric_chamfer_distance():

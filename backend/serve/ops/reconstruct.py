@@ -10,6 +10,6 @@ def run(session, params, arrays, context):
         raise RequestError("reconstruct needs the array 'points' (float [P, 3])")
     context.progress(0, 1, "reconstructing mesh")
     network = shapes.sap_network(session, request)
-    vertices, faces = shapes.reconstruct_points(session, points, request, network)
-    return ({"vertex_count": len(vertices), "face_count": len(faces), "normals": shapes.normals_source(network)},
+    vertices, faces, normals = shapes.reconstruct_points(session, points, request, network)
+    return ({"vertex_count": len(vertices), "face_count": len(faces), "normals": normals},
             {"vertices": vertices, "faces": faces})
