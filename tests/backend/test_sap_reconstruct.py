@@ -11,9 +11,9 @@ from scipy.spatial import cKDTree
 
 from backend.sap.network import NetworkConfig, PointsToOrientedPoints
 from backend.sap.frame import UnitCubeFrame
-from backend.sap.level import local_level
+from backend.sap.level import local_level, upsample_periodic
 from backend.sap.mesh import indicator_to_mesh
-from backend.sap.poisson import solve_indicator
+from backend.sap.poisson import sample, solve_indicator
 from backend.sap.reconstruct import fit_to_points, outside_negative, reconstruct
 
 
@@ -251,7 +251,8 @@ def test_local_level_matches_a_point_by_point_twin():
             weight += w * blurred_splat(node)
     fade = 0.05 * np.mean([sum(w * weight[node] for node, w in corners(point)) for point in points])
     expected = -softness * np.log((exp_sum + fade) / (weight + fade))
-    level = local_level(torch.from_numpy(indicator)[None], torch.from_numpy(points)[None], spread, lowest, softness)
+    level = local_level(torch.from_numpy(indicator)[None], torch.from_numpy(points)[None], spread / size, lowest,
+                        softness)
     np.testing.assert_allclose(level, expected, rtol=1e-5, atol=1e-6)
     assert level.dtype == np.float32 and level.shape == (size,) * 3
 
@@ -261,8 +262,25 @@ def test_local_level_is_a_soft_minimum_of_the_values_nearby():
     indicator = torch.zeros(1, 32, 32, 32, dtype=torch.float64)
     indicator[..., :16] = 0.2  # the first point reads 0.2, the second -0.2
     indicator[..., 16:] = -0.2
-    level = local_level(indicator, points, spread=2.0, softness=0.1)
+    level = local_level(indicator, points, spread=2.0 / 32, softness=0.1)
     assert level[16, 16, 16] < -0.1  # midway: near the lower value, not at their mean of 0
     assert abs(level[0, 0, 0]) < 1e-3  # far from every point: the level of 0
     with pytest.raises(ValueError, match="positive"):
         local_level(indicator, points, softness=0.0)
+
+
+def test_upsampling_the_level_is_trilinear_interpolation_on_the_periodic_grid():
+    coarse = np.random.default_rng(4).standard_normal((8, 8, 8)).astype(np.float32)
+    fine = upsample_periodic(coarse, 4)
+    nodes = np.stack(np.meshgrid(*[np.arange(32) / 32] * 3, indexing="ij"), axis=-1).reshape(1, -1, 3)
+    expected = sample(torch.from_numpy(coarse)[None], torch.from_numpy(nodes).float())[0].numpy()
+    np.testing.assert_allclose(fine.reshape(-1), expected, atol=1e-5)
+
+
+def test_a_fine_grid_takes_its_level_from_the_level_resolution():
+    points = torch.from_numpy(_sphere_points(500) * 0.3 + 0.5).float()[None]
+    coarse = solve_indicator(points, (points - 0.5) / (points - 0.5).norm(dim=-1, keepdim=True), 128)
+    # an indicator at 256 that reads exactly as the one at 128 at any point
+    fine = torch.from_numpy(upsample_periodic(coarse[0].numpy(), 2))[None]
+    expected = upsample_periodic(local_level(coarse, points), 2)
+    np.testing.assert_allclose(local_level(fine, points), expected, atol=1e-5)
