@@ -30,7 +30,11 @@ def test_npy_points_and_a_sampled_mesh_and_a_network(tmp_path):
     assert main(["reconstruct", str(tmp_path / "box.obj"), "--sample", "3000", "-o", str(tmp_path / "b.off"),
                  "--resolution", "64"]) == 0
     box = trimesh.load(tmp_path / "b.off")
-    np.testing.assert_allclose(box.extents, (1.0, 2.0, 3.0), atol=0.1)
+    # within two cells of the 64 grid (the box's 3.0 spans 0.8 of it): the surface passes through
+    # the points, which at the box's edges read below the Poisson field's mean level, and the
+    # level that follows them bulges the faces next to the edges by about a cell
+    np.testing.assert_allclose(box.extents, (1.0, 2.0, 3.0), atol=2 * 3.0 / 0.8 / 64)
+    np.testing.assert_allclose(box.bounds.mean(axis=0), 0.0, atol=0.02)
     torch.manual_seed(0)
     save_network(PointsToOrientedPoints(NetworkConfig(feature_grid=16, channels=16, unet_levels=2)),
                  str(tmp_path / "sap.safetensors"))
