@@ -125,6 +125,9 @@ COMMON = _fields(
 )
 RECONSTRUCTION = _fields(
     Field("resolution", "int", 128, 32, 256, doc="the Poisson grid of the reconstruction"),
+    Field("smoothing", "number", 2.0, 0.5, 8.0,
+          doc="Gaussian smoothing of the Poisson solve (Shape As Points' sigma): higher gives smoother meshes "
+              "and joins thin parts, lower keeps finer detail"),
     Field("normals", "choice", "auto", choices=("auto", "network", "estimated"),
           doc="auto: the model's Shape As Points network where it ships one, or estimated normals, whichever "
               "mesh fits the points better; network: the network's alone"),

@@ -252,7 +252,8 @@ def start_reconstruct(context, settings):
     """A watertight mesh through the points of each selected object, beside it."""
     objects = mesh_io.selected_meshes(context, action="Reconstruct Mesh")
     shapes = _read_sources(context, objects)
-    tasks = [Task("reconstruct", {"resolution": int(settings.resolution)}, {"points": vertices})
+    params = {"resolution": int(settings.resolution), "smoothing": float(settings.smoothing)}
+    tasks = [Task("reconstruct", params, {"points": vertices})
              for _, vertices, _ in shapes]
 
     def finish(replies):
@@ -266,7 +267,7 @@ def start_reconstruct(context, settings):
             data = mesh_io.new_polygon_mesh(name, vertices, arrays["faces"])
             created.append(mesh_io.add_object(name, data, collection, Matrix(matrix),
                                               {"op": "reconstruct", "source": source.name,
-                                               "resolution": int(settings.resolution)}))
+                                               **params}))
         _select_only(context, created)
         return f"Reconstructed {len(created)} mesh(es)"
 

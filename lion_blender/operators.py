@@ -277,6 +277,7 @@ class LION_OT_reconstruct(JobOperator, bpy.types.Operator):
     bl_description = "A watertight mesh through the points of each selected object, beside it"
 
     resolution: settings.mesh_resolution_property()
+    smoothing: settings.mesh_smoothing_property()
 
     def start_job(self, context):
         return actions.start_reconstruct(context, self)

@@ -52,6 +52,12 @@ def mesh_resolution_property():
                                  **property_bounds("reconstruct", "resolution"))
 
 
+def mesh_smoothing_property():
+    return bpy.props.FloatProperty(name="Smoothing", description="Smoothing of the mesh reconstruction: higher gives "
+                                   "smoother surfaces and joins thin parts, lower keeps finer detail",
+                                   **property_bounds("reconstruct", "smoothing"))
+
+
 def size_property():
     return bpy.props.FloatProperty(name="Size", description="Half the longest side of each new shape",
                                    soft_max=10.0, subtype="DISTANCE", **property_bounds("sample", "size"))
@@ -124,6 +130,7 @@ class LION_PG_settings(bpy.types.PropertyGroup):
     frames: frames_property()
     voxel_resolution: voxel_resolution_property()
     mesh_resolution: mesh_resolution_property()
+    mesh_smoothing: mesh_smoothing_property()
     size: size_property()
     category_choice: bpy.props.EnumProperty(name="Category", description="What kind of shape to generate",
                                             items=category_items)

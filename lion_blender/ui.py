@@ -139,8 +139,9 @@ class LION_PT_edit(ActionPanel, bpy.types.Panel):
                       _names("output"))
         column.separator()
         column.prop(settings, "mesh_resolution")
+        column.prop(settings, "mesh_smoothing")
         action_button(column, "lion.reconstruct", "Reconstruct Mesh", "MESH_ICOSPHERE", settings,
-                      {"resolution": "mesh_resolution"})
+                      {"resolution": "mesh_resolution", "smoothing": "mesh_smoothing"})
 
 
 _classes = (LION_PT_backend, LION_PT_generate, LION_PT_interpolate, LION_PT_voxel_guide, LION_PT_edit)

@@ -38,6 +38,7 @@ def add_common_arguments(parser, op):
     for name in ("seed", "sampler", "steps", "eta", "output"):
         add_field_option(parser, op, name)
     add_field_option(parser, op, "resolution", "--mesh-resolution", help="with --output mesh: the Poisson grid")
+    add_field_option(parser, op, "smoothing", "--mesh-smoothing", help="with --output mesh: " + op_schema.field(op, "smoothing").doc)
     add_field_option(parser, op, "normals", help="with --output mesh: " + op_schema.field(op, "normals").doc)
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
 

@@ -60,8 +60,8 @@ def reconstruct_points(session, points, request, network):
     from backend.sap.reconstruct import reconstruct as reconstruct_mesh
 
     try:
-        mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], device=session.device,
-                                compare_with_estimated=request["normals"] == "auto")
+        mesh = reconstruct_mesh(points, network=network, resolution=request["resolution"], sigma=request["smoothing"],
+                                device=session.device, compare_with_estimated=request["normals"] == "auto")
     except ValueError as exc:  # the points cannot be reconstructed (too few, NaN, ...)
         raise RequestError(str(exc)) from None
     return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), mesh.metadata["normals"]

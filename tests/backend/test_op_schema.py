@@ -103,3 +103,9 @@ def test_the_addon_and_the_backend_share_the_voxel_guide_limit():
     from lion_blender import voxel_guide
 
     assert voxel_guide.MAX_RESOLUTION == voxels.MAX_RESOLUTION == op_schema.GUIDE_RESOLUTION.maximum
+
+
+def test_the_default_smoothing_is_the_solvers_default_sigma():
+    from backend.sap.poisson import DEFAULT_SIGMA
+
+    assert op_schema.field("reconstruct", "smoothing").default == DEFAULT_SIGMA

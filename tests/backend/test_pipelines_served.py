@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from test_serve import ServerProcess
 
@@ -282,6 +283,19 @@ def test_reconstruct_uses_the_network_shipped_beside_the_model(server):
     assert header["normals"] == "estimated"
     _, header, _ = run(server, {"id": 32, "op": "reconstruct", "normals": "magic"}, {"points": points})
     assert header["type"] == "error" and "normals" in header["message"]
+
+
+def test_reconstruct_smoothing_is_the_solvers_sigma(server):
+    from backend.sap.reconstruct import reconstruct
+
+    points = trimesh.sample.sample_surface(trimesh.creation.box((1.0, 2.0, 3.0)), 2000, seed=0)[0]
+    for smoothing in (2.0, 6.0):
+        request = {"id": 40, "op": "reconstruct", "resolution": 32, "normals": "estimated", "smoothing": smoothing}
+        _, _, out = ok(server, request, {"points": points})
+        expected = reconstruct(points, resolution=32, sigma=smoothing)
+        np.testing.assert_allclose(out["vertices"], expected.vertices)
+    _, header, _ = run(server, {"id": 41, "op": "reconstruct", "smoothing": 0.1}, {"points": points})
+    assert header["type"] == "error" and "smoothing" in header["message"]
 
 
 def test_output_mesh_reconstructs_every_result(server):

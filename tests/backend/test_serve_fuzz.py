@@ -25,7 +25,7 @@ FUZZ_CASES = 2500
 OPS = ["hello", "load_model", "sample", "variations", "interpolate", "voxel_guided", "regenerate_region",
        "reconstruct", "cancel", "no_such_op"]
 FIELDS = ["count", "tau", "similarity", "steps", "seed", "sampler", "eta", "output", "center", "size", "category", "guidance",
-          "frames", "resolution", "normals", "model", "target", "voxel_size", "invert_points"]
+          "frames", "resolution", "smoothing", "normals", "model", "target", "voxel_size", "invert_points"]
 ARRAY_NAMES = ["vertices", "faces", "matrix", "points", "keep", "voxel_centers", "vertices_a", "vertices_b", "x"]
 
 json_scalars = st.one_of(

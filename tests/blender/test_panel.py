@@ -142,7 +142,8 @@ def test_interpolation_panel_shows_the_slider_and_bake_for_an_interpolation(lion
 # Each scene setting and the request field it is sent as ("guide": made by the add-on itself).
 SETTING_FIELDS = {"count": ("variations", "count"), "steps": ("variations", "steps"),
                   "similarity": ("variations", "similarity"), "frames": ("interpolate", "frames"),
-                  "mesh_resolution": ("reconstruct", "resolution"), "guidance": ("sample", "guidance"),
+                  "mesh_resolution": ("reconstruct", "resolution"), "mesh_smoothing": ("reconstruct", "smoothing"),
+                  "guidance": ("sample", "guidance"),
                   "size": ("sample", "size"), "voxel_resolution": ("guide", "resolution")}
 
 
