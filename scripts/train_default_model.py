@@ -792,8 +792,7 @@ def write_model_card(facts, path):
     rows = {"network": "the trained network", "estimated normals": "estimated normals (the fallback)",
             "picked": "the mesh of the two closer to the points (what the server returns)"}
     for key, label in rows.items():
-        cut_at_zero = reconstruction.get(f"{key}, cut at 0")
-        lines.append(f"| {label} | {reconstruction[key]:.4f} | {'-' if cut_at_zero is None else f'{cut_at_zero:.4f}'} |")
+        lines.append(f"| {label} | {reconstruction[key]:.4f} | {reconstruction[key + ', cut at 0']:.4f} |")
     lines += [
         "",
         (f"The network is better, so it ships as {MODEL_NAME}-sap.safetensors and the server uses it, "

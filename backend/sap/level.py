@@ -49,8 +49,8 @@ def local_level(indicator, points, spread=DEFAULT_SPREAD, lowest=LOWEST_LEVEL, s
         raise ValueError(f"spread and softness must be positive, got {spread} and {softness}")
     resolution = indicator.shape[-1]
     coarse = min(resolution, LEVEL_RESOLUTION)
+    values = sample(indicator, points.to(indicator.dtype)).to(torch.float64).clamp(min=lowest)
     points = points.to(torch.float64)
-    values = sample(indicator.to(torch.float64), points).clamp(min=lowest)
     weighted = splat(points, torch.stack([torch.exp(-values / softness), torch.ones_like(values)], dim=-1), coarse)
     exp_sum, weight = (ndimage.gaussian_filter(grid, spread * coarse, mode="wrap") for grid in weighted[0].cpu().numpy())
     # Sampled at its own points (trilinear splat, then blur), the weight is this on average:

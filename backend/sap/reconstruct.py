@@ -69,14 +69,15 @@ def reconstruct(
             device = network_device if device is None else device
         if network is None or compare_with_estimated:
             normals = estimate_oriented_normals(unit_points, min(neighbours, len(points) - 1))
-            sources["estimated"] = tuple(torch.from_numpy(a).float()[None] for a in (unit_points, normals))
+            sources["estimated"] = (input_points, torch.from_numpy(normals).float()[None])
         device = torch.device("cpu" if device is None else device)
+        level_points = input_points.to(device)
         meshes, errors = [], []
         for name, (oriented_points, normals) in sources.items():
             indicator = outside_negative(solve_indicator(oriented_points.to(device), normals.to(device), resolution, sigma))
             grid = indicator[0].cpu().numpy()
             if follow_points:
-                grid = grid - local_level(indicator, input_points.to(device))
+                grid = grid - local_level(indicator, level_points)
             try:
                 meshes.append(indicator_to_mesh(grid, frame))
                 meshes[-1].metadata["normals"] = name
