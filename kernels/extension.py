@@ -31,7 +31,7 @@ logger = logging.getLogger("lion.kernels")
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 CPU_SOURCES = ("bindings.cpp", "point_voxel_cpu.cpp")
 CUDA_SOURCES = CPU_SOURCES + ("point_voxel.cu",)
-HEADERS = ("point_voxel.h", "point_voxel_cpu.h", "point_voxel_element.h")
+HEADERS = ("nearest_cells.h", "point_voxel.h", "point_voxel_cpu.h", "point_voxel_element.h")
 # Squared distances must round exactly like the reference's separate multiplies and adds,
 # so that every path picks the same neighbours: no fused multiply-add on either compiler.
 # The C++ standard is left to torch.utils.cpp_extension, which matches its own headers.

@@ -14,6 +14,7 @@
 #include <limits>
 #include <vector>
 
+#include "nearest_cells.h"
 #include "point_voxel_element.h"
 
 namespace lion_kernels {
@@ -215,49 +216,37 @@ void furthest_point_sample(int batch, int points, int samples, const T *coords, 
   });
 }
 
-// Three-NN visits far fewer centers than it measures. A first, branch-free pass (vectorized by
-// the compiler) measures every center and keeps the smallest distance of each of kNearGroups
-// interleaved groups (group g: centers g, g + kNearGroups, ...). Three centers lie within the
-// third smallest group minimum, so no group whose minimum is larger holds one of the three
-// nearest; the others (about three) are visited in index order, with the GPU's visit, on the
-// distances of the first pass. Leaving out centers that are not among the three nearest does
-// not change which three are, so results equal the plain loop.
-constexpr int64_t kNearGroups = 64;
-
+// Three-NN searches each shape's centers through a grid of cells (nearest_cells.h), its points
+// taken in the order of their cells, and falls back to the plain loop for shapes or points it
+// cannot grid (non-finite coordinates); both give the plain loop's result, visited with the
+// GPU's per-center step.
 template <typename T>
 void three_nn(int batch, int points, int centers, const T *point_coords, const T *center_coords,
               int32_t *index, T *weight) {
+  std::vector<NearestCells<T>> grids(batch);
+  std::vector<char> gridded(batch);
+  std::vector<int32_t> order(static_cast<size_t>(batch) * points);  // each shape's points, by cell
+  parallel_each(batch, 1, [&](int64_t b) {
+    const T *c = center_coords + b * 3 * centers, *p = point_coords + b * 3 * points;
+    int32_t *o = order.data() + b * points;
+    gridded[b] = grids[b].build(c, c + centers, c + 2 * centers, centers);
+    if (gridded[b]) {
+      grids[b].sort_by_home(p, p + points, p + 2 * points, points, o);
+    } else {
+      for (int n = 0; n < points; ++n) o[n] = n;
+    }
+  });
   at::parallel_for(0, static_cast<int64_t>(batch) * points, 256, [&](int64_t begin, int64_t end) {
-    std::vector<T> distance(centers);
-    T group_min[kNearGroups];
-    int64_t visited[kNearGroups];
+    typename NearestCells<T>::Neighbourhood hood;
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / points, n = i % points;
+      const int64_t b = i / points, n = order[i];
       const T *p = point_coords + b * 3 * points + n;
       const T px = p[0], py = p[points], pz = p[2 * points];
-      const T *x = center_coords + b * 3 * centers, *y = x + centers, *z = y + centers;
-      std::fill(group_min, group_min + kNearGroups, std::numeric_limits<T>::infinity());
-      for (int64_t first = 0; first < centers; first += kNearGroups) {
-        const int64_t count = std::min<int64_t>(kNearGroups, centers - first);
-        T *d = distance.data() + first;
-        for (int64_t g = 0; g < count; ++g) {
-          d[g] = element::squared_distance(px, py, pz, x[first + g], y[first + g], z[first + g]);
-          group_min[g] = d[g] < group_min[g] ? d[g] : group_min[g];
-        }
-      }
-      element::Nearest3<T> bound = element::three_nn_start<T>();
-      for (int g = 0; g < kNearGroups; ++g) element::three_nn_visit(bound, group_min[g], g);
-      int64_t groups = 0;
-      for (int64_t g = 0; g < kNearGroups; ++g) {
-        if (group_min[g] <= bound.d2) visited[groups++] = g;
-      }
-      element::Nearest3<T> nearest = element::three_nn_start<T>();
-      for (int64_t first = 0; first < centers; first += kNearGroups) {
-        for (int64_t v = 0; v < groups && first + visited[v] < centers; ++v) {
-          const int64_t k = first + visited[v];
-          element::three_nn_visit(nearest, distance[k], static_cast<int>(k));
-        }
-      }
+      const T *x = center_coords + b * 3 * centers;
+      const bool finite = std::isfinite(px) && std::isfinite(py) && std::isfinite(pz);
+      const element::Nearest3<T> nearest =
+          gridded[b] && finite ? grids[b].nearest(px, py, pz, hood)
+                               : three_nearest_plain(px, py, pz, x, x + centers, x + 2 * centers, centers);
       element::three_nn_finish(nearest, points, index + b * 3 * points + n, weight + b * 3 * points + n);
     }
   });

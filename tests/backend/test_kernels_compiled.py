@@ -185,21 +185,68 @@ def test_nearest_searches_match_reference_across_scan_blocks(compiled, device, d
                         tol=TOLERANCE[dtype])
 
 
+def _cloud(kind, count, g):
+    """[3, count] float64 centers of one kind, in shuffled index order."""
+    if kind == "lattice":  # integer lattice: many centers at exactly equal distances
+        side = max(1, round(count ** (1 / 3)))
+        axis = torch.arange(side, dtype=torch.float64)
+        cloud = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij")).reshape(3, -1)
+    elif kind == "flat":  # one axis of no extent, like a table top
+        cloud = torch.rand(3, count, generator=g, dtype=torch.float64) * 2 - 1
+        cloud[2] = 0.25
+    elif kind == "two_clusters":  # empty space between: points there must widen their search
+        cloud = 0.02 * torch.randn(3, count, generator=g, dtype=torch.float64)
+        cloud[0, count // 2:] += 1.5
+    else:  # uniform
+        cloud = torch.rand(3, count, generator=g, dtype=torch.float64) * 2 - 1
+    return cloud[:, torch.randperm(cloud.shape[1], generator=g)]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("centers", [1, 2, 3, 63, 64, 65, 200])
-def test_three_nn_matches_reference_with_skipped_groups(compiled, device, dtype, centers):
-    """The CPU visits only the interleaved groups of centers that can hold one of the three
-    nearest (kernels/csrc/point_voxel_cpu.cpp): fewer than three centers, sizes around one row of
-    groups, centers repeated across groups (ties), coincident points, all centers at one place."""
+@pytest.mark.parametrize("kind", ["uniform", "lattice", "flat", "two_clusters"])
+@pytest.mark.parametrize("centers", [1, 2, 3, 5, 64, 1000])
+def test_three_nn_through_cells_matches_reference(compiled, device, dtype, kind, centers):
+    """The CPU finds the three nearest through a grid of cells around each point
+    (kernels/csrc/nearest_cells.h): ties at equal distances (lattice points, midpoints between
+    them), centers of no extent along an axis, empty space between clusters, points on centers
+    and far outside them, fewer than three centers. Indices must equal the reference's."""
     g = torch.Generator().manual_seed(centers)
-    queries = (torch.rand(2, 3, 97, generator=g, dtype=torch.float64) * 2 - 1).to(device, dtype)
-    sources = (torch.rand(2, 3, centers, generator=g, dtype=torch.float64) * 2 - 1).to(device, dtype)
-    if centers > 65:
-        sources[0, :, 64::64] = sources[0, :, 1:2]  # ties in one group and across groups
-        sources[0, :, 130] = sources[0, :, 2]
-        queries[0, :, :5] = sources[0, :, :5]  # queries on a center: distance 0
-    sources[1] = sources[1, :, :1]  # every center at one place: all distances equal
+    cloud = _cloud(kind, centers, g)
+    scale = cloud.abs().max().clamp(min=1.0)
+    inside = cloud[:, torch.randint(0, cloud.shape[1], (64,), generator=g)]
+    queries = torch.cat([
+        inside,  # on centers: distance 0
+        inside + 0.5,  # lattice midpoints: equal distances to several centers
+        cloud.mean(dim=1, keepdim=True) + scale * (torch.rand(3, 64, generator=g, dtype=torch.float64) * 3 - 1.5),
+        cloud.mean(dim=1, keepdim=True) + scale * 20 * torch.randn(3, 8, generator=g, dtype=torch.float64),
+    ], dim=1)
+    queries, sources = queries[None].to(device, dtype), cloud[None].to(device, dtype)
     nearest, weight = compiled.three_nn(queries.contiguous(), sources.contiguous())
     expected_nearest, expected_weight = reference.three_nn(queries, sources)
     assert torch.equal(nearest.long(), expected_nearest)
     torch.testing.assert_close(weight, expected_weight, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_three_nn_with_non_finite_coordinates_skips_them_and_stays_in_bounds(compiled, device, dtype):
+    """A NaN or infinite point has no nearest center (index 0 at the largest distance, equal
+    weights); a NaN center is never a neighbour. The rest of the batch is unaffected."""
+    g = torch.Generator().manual_seed(5)
+    queries = torch.rand(2, 3, 40, generator=g, dtype=torch.float64) * 2 - 1
+    sources = torch.rand(2, 3, 30, generator=g, dtype=torch.float64) * 2 - 1
+    queries[0, 1, 3], queries[0, 0, 7], queries[1, 2, 9] = float("nan"), float("inf"), float("-inf")
+    sources[1, 0, 4] = float("nan")
+    nearest, weight = compiled.three_nn(queries.to(device, dtype).contiguous(), sources.to(device, dtype).contiguous())
+    nearest, weight = nearest.long().cpu(), weight.cpu().double()
+    finite_sources = sources.clone()
+    finite_sources[1, :, 4] = 1e6  # never among the three nearest
+    expected, _ = reference.three_nn(queries.nan_to_num(0.0, 0.0, 0.0), finite_sources)
+    bad = [(0, 3), (0, 7), (1, 9)]
+    for b, n in bad:
+        assert nearest[b, :, n].tolist() == [0, 0, 0]
+        torch.testing.assert_close(weight[b, :, n], torch.full((3,), 1 / 3, dtype=torch.float64))
+    keep = torch.ones(2, 40, dtype=torch.bool)
+    for b, n in bad:
+        keep[b, n] = False
+    assert torch.equal(nearest.permute(0, 2, 1)[keep], expected.permute(0, 2, 1)[keep])
+    assert (nearest[1] != 4).all()
