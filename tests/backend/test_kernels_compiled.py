@@ -194,6 +194,8 @@ def _cloud(kind, count, g):
     elif kind == "flat":  # one axis of no extent, like a table top
         cloud = torch.rand(3, count, generator=g, dtype=torch.float64) * 2 - 1
         cloud[2] = 0.25
+    elif kind == "one_place":  # every center at one place: all distances equal, no grid to build
+        cloud = (torch.rand(3, 1, generator=g, dtype=torch.float64) * 2 - 1).expand(3, count).clone()
     elif kind == "two_clusters":  # empty space between: points there must widen their search
         cloud = 0.02 * torch.randn(3, count, generator=g, dtype=torch.float64)
         cloud[0, count // 2:] += 1.5
@@ -203,12 +205,13 @@ def _cloud(kind, count, g):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("kind", ["uniform", "lattice", "flat", "two_clusters"])
+@pytest.mark.parametrize("kind", ["uniform", "lattice", "flat", "one_place", "two_clusters"])
 @pytest.mark.parametrize("centers", [1, 2, 3, 5, 64, 1000])
 def test_three_nn_through_cells_matches_reference(compiled, device, dtype, kind, centers):
     """The CPU finds the three nearest through a grid of cells around each point
     (kernels/csrc/nearest_cells.h): ties at equal distances (lattice points, midpoints between
-    them), centers of no extent along an axis, empty space between clusters, points on centers
+    them), centers of no extent along an axis, all at one place (the plain loop's fallback),
+    empty space between clusters, points on centers
     and far outside them, fewer than three centers. Indices must equal the reference's."""
     g = torch.Generator().manual_seed(centers)
     cloud = _cloud(kind, centers, g)
